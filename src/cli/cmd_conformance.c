@@ -1,0 +1,353 @@
+/*
+ * cmd_conformance.c - `dabba conformance DIR...`: runs folders in the ONNX
+ * backend-test layout (model.onnx + test_data_set_N/{input,output}_K.pb) and
+ * judges each output with rtol 1e-3 / atol 1e-5 (exact for integers, bools
+ * and strings).
+ *
+ * Each test runs in a child process, so that a crash or a hang is reported
+ * as that test's FAIL and the run goes on. The parent never runs engine
+ * code (OpenMP does not survive fork in the child when the parent used it).
+ */
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define RTOL 1e-3
+#define ATOL 1e-5
+#define MAX_IO 64
+
+enum { RES_PASS = 0, RES_FAIL = 1, RES_UNSUPPORTED = 2 };
+
+typedef struct conf_opts {
+    int threads;
+    int timeout_s;
+    int fork;
+} conf_opts_t;
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return !stat(p, &st) && S_ISDIR(st.st_mode);
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return !stat(p, &st);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Compares got with want; on mismatch writes a description into why. */
+static int compare(const char *name, const dab_tensor_t *got, const dab_tensor_t *want, char *why,
+                   size_t why_len)
+{
+    char a[128], b[128];
+    if (got->dtype != want->dtype) {
+        snprintf(why, why_len, "output '%s' is %s, expected %s", name, dab_dtype_name(got->dtype),
+                 dab_dtype_name(want->dtype));
+        return 0;
+    }
+    if (!dab_shape_equal(got, want)) {
+        snprintf(why, why_len, "output '%s' has shape %s, expected %s", name,
+                 dab_shape_str(got, a, sizeof a), dab_shape_str(want, b, sizeof b));
+        return 0;
+    }
+    int64_t n = dab_tensor_numel(want);
+    dab_dtype_t dt = want->dtype;
+    if (dt == DAB_DT_STRING) {
+        const dab_str_t *x = got->data, *y = want->data;
+        for (int64_t i = 0; i < n; i++)
+            if (x[i].len != y[i].len || memcmp(x[i].ptr, y[i].ptr, x[i].len)) {
+                snprintf(why, why_len, "output '%s' differs at index %lld", name, (long long)i);
+                return 0;
+            }
+        return 1;
+    }
+    bool fp = dt == DAB_DT_FLOAT || dt == DAB_DT_DOUBLE || dt == DAB_DT_FLOAT16 ||
+              dt == DAB_DT_BFLOAT16;
+    double worst = 0;
+    int64_t worst_i = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (!fp) {
+            if (dab_tensor_get_i64(got, i) != dab_tensor_get_i64(want, i) ||
+                (dt == DAB_DT_UINT64 &&
+                 ((const uint64_t *)got->data)[i] != ((const uint64_t *)want->data)[i])) {
+                snprintf(why, why_len, "output '%s' differs at index %lld: got %lld, expected %lld",
+                         name, (long long)i, (long long)dab_tensor_get_i64(got, i),
+                         (long long)dab_tensor_get_i64(want, i));
+                return 0;
+            }
+            continue;
+        }
+        double x = dab_tensor_get_f64(got, i), y = dab_tensor_get_f64(want, i);
+        if (isnan(y) || isnan(x)) {
+            if (isnan(x) != isnan(y)) {
+                snprintf(why, why_len, "output '%s' index %lld: got %g, expected %g", name,
+                         (long long)i, x, y);
+                return 0;
+            }
+            continue;
+        }
+        if (isinf(y) || isinf(x)) {
+            if (x != y) {
+                snprintf(why, why_len, "output '%s' index %lld: got %g, expected %g", name,
+                         (long long)i, x, y);
+                return 0;
+            }
+            continue;
+        }
+        double excess = fabs(x - y) - (ATOL + RTOL * fabs(y));
+        if (excess > 0 && (worst_i < 0 || excess > worst)) {
+            worst = excess;
+            worst_i = i;
+        }
+    }
+    if (worst_i >= 0) {
+        double x = dab_tensor_get_f64(got, worst_i), y = dab_tensor_get_f64(want, worst_i);
+        snprintf(why, why_len,
+                 "output '%s' largest error %.3g at index %lld (got %.9g, expected %.9g)", name,
+                 fabs(x - y), (long long)worst_i, x, y);
+        return 0;
+    }
+    return 1;
+}
+
+/* Runs one test folder; prints its line; returns RES_*. Runs in the child. */
+static int run_test(const char *dir, const char *label, const conf_opts_t *o)
+{
+    char path[4096];
+    dab_err_t err = {0};
+    dab_graph_t *g = NULL;
+    dab_session_t *s = NULL;
+    int res = RES_PASS;
+    char why[1024] = "";
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    int rc = dab_onnx_load_file(path, &g, &err);
+    if (rc) {
+        res = rc == DAB_EUNSUPPORTED ? RES_UNSUPPORTED : RES_FAIL;
+        snprintf(why, sizeof why, "load: %s", err.msg);
+        goto out;
+    }
+    const dab_gnode_t *un[8];
+    int n_un = dab_graph_unsupported(g, un, 8);
+    if (n_un) {
+        int off = snprintf(why, sizeof why, "unsupported op%s:", n_un > 1 ? "s" : "");
+        for (int i = 0; i < n_un && i < 8 && off < (int)sizeof why; i++)
+            off += snprintf(why + off, sizeof why - (size_t)off, " %s%s%s(opset %d)",
+                            un[i]->domain[0] ? un[i]->domain : "", un[i]->domain[0] ? ":" : "",
+                            un[i]->op_type, un[i]->opset);
+        res = RES_UNSUPPORTED;
+        goto out;
+    }
+    dab_session_opts_t so = {.threads = o->threads};
+    rc = dab_session_create(g, &so, &s, &err);
+    if (rc) {
+        res = rc == DAB_EUNSUPPORTED ? RES_UNSUPPORTED : RES_FAIL;
+        snprintf(why, sizeof why, "%s", err.msg);
+        goto out;
+    }
+    int n_sets = 0;
+    for (int set = 0;; set++) {
+        char sdir[4096];
+        snprintf(sdir, sizeof sdir, "%s/test_data_set_%d", dir, set);
+        if (!is_dir(sdir))
+            break;
+        n_sets++;
+        dab_tensor_t ins[MAX_IO] = {0}, outs[MAX_IO] = {0};
+        char *in_names[MAX_IO] = {0};
+        const dab_tensor_t *feed[MAX_IO] = {0};
+        const dab_tensor_t *got[MAX_IO] = {0};
+        int n_in = 0, n_out = 0;
+        for (; n_in < MAX_IO; n_in++) {
+            snprintf(path, sizeof path, "%s/input_%d.pb", sdir, n_in);
+            if (!exists(path))
+                break;
+            if ((rc = dab_onnx_read_tensor_file(path, &ins[n_in], &in_names[n_in], &err)))
+                break;
+        }
+        for (; !rc && n_out < MAX_IO; n_out++) {
+            snprintf(path, sizeof path, "%s/output_%d.pb", sdir, n_out);
+            if (!exists(path))
+                break;
+            rc = dab_onnx_read_tensor_file(path, &outs[n_out], NULL, &err);
+            if (rc)
+                break;
+        }
+        if (rc) {
+            res = rc == DAB_EUNSUPPORTED ? RES_UNSUPPORTED : RES_FAIL;
+            snprintf(why, sizeof why, "test data: %s", err.msg);
+        } else if (n_in != g->n_inputs || n_out != g->n_outputs) {
+            res = RES_FAIL;
+            snprintf(why, sizeof why, "test data has %d inputs and %d outputs; model has %d and %d",
+                     n_in, n_out, g->n_inputs, g->n_outputs);
+        } else {
+            /* Match inputs by name when the files carry names, else by position. */
+            for (int i = 0; i < g->n_inputs; i++) {
+                feed[i] = &ins[i];
+                for (int k = 0; k < n_in; k++)
+                    if (in_names[k] && !strcmp(in_names[k], g->values[g->inputs[i]].name))
+                        feed[i] = &ins[k];
+            }
+            rc = dab_session_run(s, feed, got, &err);
+            if (rc) {
+                res = rc == DAB_EUNSUPPORTED ? RES_UNSUPPORTED : RES_FAIL;
+                snprintf(why, sizeof why, "%s", err.msg);
+            } else {
+                for (int k = 0; k < n_out && res == RES_PASS; k++)
+                    if (!compare(g->values[g->outputs[k]].name, got[k], &outs[k], why, sizeof why))
+                        res = RES_FAIL;
+            }
+        }
+        for (int k = 0; k < MAX_IO; k++) {
+            dab_tensor_free(&ins[k]);
+            dab_tensor_free(&outs[k]);
+            dab_free(in_names[k]);
+        }
+        if (res != RES_PASS)
+            break;
+    }
+    if (res == RES_PASS && !n_sets) {
+        res = RES_FAIL;
+        snprintf(why, sizeof why, "no test_data_set_* folder");
+    }
+out:
+    if (res == RES_PASS)
+        printf("PASS %s\n", label);
+    else
+        printf("%s %s: %s\n", res == RES_FAIL ? "FAIL" : "UNSUPPORTED", label, why);
+    fflush(stdout);
+    dab_session_free(s);
+    dab_graph_free(g);
+    return res;
+}
+
+static int run_isolated(const char *dir, const char *label, const conf_opts_t *o)
+{
+    if (!o->fork)
+        return run_test(dir, label, o);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        printf("FAIL %s: cannot fork\n", label);
+        return RES_FAIL;
+    }
+    if (pid == 0) {
+        alarm((unsigned)o->timeout_s);
+        _exit(run_test(dir, label, o));
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        ;
+    if (WIFEXITED(st) && WEXITSTATUS(st) <= RES_UNSUPPORTED)
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        printf("FAIL %s: %s (signal %d)\n", label,
+               WTERMSIG(st) == SIGALRM ? "timed out" : "crashed", WTERMSIG(st));
+    else
+        printf("FAIL %s: exited with status %d\n", label, WEXITSTATUS(st));
+    fflush(stdout);
+    return RES_FAIL;
+}
+
+static void tally(int res, int *counts)
+{
+    counts[res]++;
+}
+
+static void run_dir(const char *dir, const conf_opts_t *o, int *counts)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    if (exists(path)) {
+        const char *label = strrchr(dir, '/');
+        label = label && label[1] ? label + 1 : dir;
+        tally(run_isolated(dir, label, o), counts);
+        return;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        printf("FAIL %s: cannot open folder\n", dir);
+        counts[RES_FAIL]++;
+        return;
+    }
+    char **names = NULL;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            char **nn = dab_realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn)
+                break;
+            names = nn;
+        }
+        names[n] = dab_strdup(e->d_name);
+        if (names[n])
+            n++;
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (is_dir(path))
+            run_dir(path, o, counts);
+        dab_free(names[i]);
+    }
+    dab_free(names);
+}
+
+int dab_cmd_conformance(int argc, char **argv)
+{
+    conf_opts_t o = {.threads = 0, .timeout_s = 120, .fork = 1};
+    int counts[3] = {0, 0, 0};
+    int n_dirs = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            if ((o.threads = dab_cli_int("--threads", argv[++i], 1, 1024)) < 0)
+                return 2;
+        } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            if ((o.timeout_s = dab_cli_int("--timeout", argv[++i], 1, 86400)) < 0)
+                return 2;
+        } else if (!strcmp(argv[i], "--no-fork")) {
+            o.fork = 0;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "dabba conformance: unknown flag '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") || !strcmp(argv[i], "--timeout")) {
+            i++;
+            continue;
+        }
+        if (argv[i][0] == '-')
+            continue;
+        n_dirs++;
+        size_t l = strlen(argv[i]);
+        while (l > 1 && argv[i][l - 1] == '/')
+            argv[i][--l] = 0;
+        run_dir(argv[i], &o, counts);
+    }
+    if (!n_dirs) {
+        fprintf(stderr, "usage: dabba conformance DIR... [--threads T] [--timeout S] [--no-fork]\n");
+        return 2;
+    }
+    int total = counts[0] + counts[1] + counts[2];
+    printf("conformance: %d passed, %d failed, %d unsupported, %d total\n", counts[RES_PASS],
+           counts[RES_FAIL], counts[RES_UNSUPPORTED], total);
+    return counts[RES_FAIL] ? 1 : 0;
+}

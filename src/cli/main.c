@@ -1,0 +1,67 @@
+/*
+ * main.c - dabba's entry point: picks the command and hands over its flags.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: dabba COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  inspect MODEL                    opsets, inputs, outputs, parameters, op support\n"
+            "  run MODEL --input NAME=FILE ...  run once on .npy / .pb inputs\n"
+            "      [--output-dir DIR] [--threads T]\n"
+            "  perf MODEL [--batch N] [--threads T] [--iterations K] [--warmup K]\n"
+            "      [--dim NAME=VALUE]           latency and throughput on generated inputs\n"
+            "  conformance DIR...               run ONNX backend-test folders\n"
+            "      [--threads T] [--verbose]\n");
+}
+
+int dab_cli_int(const char *flag, const char *value, int min, int max)
+{
+    char *end;
+    long v = value ? strtol(value, &end, 10) : 0;
+    if (!value || !*value || *end || v < min || v > max) {
+        fprintf(stderr, "dabba: %s needs an integer in [%d, %d], got '%s'\n", flag, min, max,
+                value ? value : "");
+        return -1;
+    }
+    return (int)v;
+}
+
+int dab_cli_read_tensor(const char *path, dab_tensor_t *t, dab_err_t *err)
+{
+    size_t l = strlen(path);
+    if (l > 4 && !strcmp(path + l - 4, ".npy"))
+        return dab_npy_read(path, t, err);
+    return dab_onnx_read_tensor_file(path, t, NULL, err);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "inspect"))
+        return dab_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run"))
+        return dab_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "perf"))
+        return dab_cmd_perf(argc - 1, argv + 1);
+    if (!strcmp(cmd, "conformance"))
+        return dab_cmd_conformance(argc - 1, argv + 1);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "dabba: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,157 @@
+/*
+ * ops.h - the operator interface: what an ONNX operator implementation declares
+ * and the view of a node it works on. One file per operator family lives beside
+ * this header; each exports a table of dab_op_def_t that registry.c lists.
+ *
+ * Life of a node in a session:
+ *   init     once per session: read and validate attributes, build private state.
+ *            Inputs that are initializers already have dtype, shape and data;
+ *            other inputs have dtype and shape unknown (rank -1) and data NULL.
+ *   reshape  before every compute: inputs are complete (dtype, shape, data);
+ *            set each present output's dtype and shape, and node->scratch_bytes
+ *            if compute needs temporary memory. Must not allocate from the heap
+ *            in steady state (caches keyed by shape in priv are fine).
+ *   compute  outputs' data are assigned (non-overlapping with inputs); fill them.
+ *   exit     once when the session is destroyed: free private state.
+ * All return 0 or a negative DAB_E* code with a sentence in err. The session
+ * prefixes the node's name and op type, so messages need not repeat them.
+ * DAB_EUNSUPPORTED means "a valid model this build cannot run" (a dtype or an
+ * attribute value not implemented); anything else wrong is EINVAL/ESHAPE/ETYPE.
+ */
+#ifndef DAB_OPS_H
+#define DAB_OPS_H
+
+#include "../base/base.h"
+#include "../tensor/tensor.h"
+
+struct dab_graph;
+
+/* Attribute types, numbered as ONNX's AttributeProto.AttributeType. */
+typedef enum dab_attr_type {
+    DAB_ATTR_UNDEFINED = 0,
+    DAB_ATTR_FLOAT = 1,
+    DAB_ATTR_INT = 2,
+    DAB_ATTR_STRING = 3,
+    DAB_ATTR_TENSOR = 4,
+    DAB_ATTR_GRAPH = 5,
+    DAB_ATTR_FLOATS = 6,
+    DAB_ATTR_INTS = 7,
+    DAB_ATTR_STRINGS = 8,
+    DAB_ATTR_TENSORS = 9,
+    DAB_ATTR_GRAPHS = 10,
+} dab_attr_type_t;
+
+/* One attribute of a node; owned by the model (immutable, shared by sessions). */
+typedef struct dab_attr {
+    const char *name;
+    dab_attr_type_t type;
+    float f;
+    int64_t i;
+    const char *s; /* STRING: bytes, NUL-terminated for convenience */
+    size_t s_len;
+    const dab_tensor_t *t;       /* TENSOR */
+    const struct dab_graph *g;   /* GRAPH (control flow; kept for subgraph ops) */
+    int n;                       /* element count of the list below */
+    const float *floats;         /* FLOATS */
+    const int64_t *ints;         /* INTS */
+    const char *const *strings;  /* STRINGS */
+    const dab_tensor_t *tensors; /* TENSORS */
+    const struct dab_graph *const *graphs; /* GRAPHS */
+} dab_attr_t;
+
+/* What a compute may use besides its tensors; owned by the session. */
+typedef struct dab_exec_ctx {
+    int threads; /* intra-op threads this session may use (OpenMP team size) */
+} dab_exec_ctx_t;
+
+typedef struct dab_op_def dab_op_def_t;
+
+/* A node as an operator sees it in a session. */
+typedef struct dab_node {
+    const char *name;    /* may be "" */
+    const char *op_type; /* "Conv" */
+    const char *domain;  /* "" for ai.onnx */
+    int opset;           /* the model's opset for this node's domain */
+    int n_inputs;
+    int n_outputs;
+    dab_tensor_t **inputs;  /* [n_inputs]; NULL for an omitted optional input */
+    dab_tensor_t **outputs; /* [n_outputs]; NULL for an omitted optional output */
+    int n_attrs;
+    const dab_attr_t *attrs;
+    const dab_op_def_t *op;
+    dab_exec_ctx_t *ctx;
+    void *priv;           /* the op's state from init */
+    size_t scratch_bytes; /* set by reshape; the session provides scratch before compute */
+    void *scratch;        /* 64-byte aligned, valid during compute only */
+} dab_node_t;
+
+struct dab_op_def {
+    const char *domain;   /* "" for ai.onnx, "com.microsoft", ... */
+    const char *name;     /* op type */
+    int since_version;    /* first opset this definition covers */
+    int until_version;    /* last opset it covers (inclusive); 0 = still current */
+    uint32_t dtypes;      /* DAB_DTM mask accepted for the input named below */
+    int dtype_input;      /* input whose dtype is checked against dtypes (-1: none) */
+    int min_inputs, max_inputs;   /* max -1: variadic */
+    int min_outputs, max_outputs;
+    int (*init)(dab_node_t *node, dab_err_t *err);    /* may be NULL */
+    int (*reshape)(dab_node_t *node, dab_err_t *err); /* required */
+    int (*compute)(dab_node_t *node, dab_err_t *err); /* required */
+    void (*exit)(dab_node_t *node);                   /* may be NULL */
+};
+
+/*
+ * Finds the definition for op `name` in `domain` at `opset`. Returns NULL when
+ * none covers it. Any thread (the registry is immutable).
+ */
+const dab_op_def_t *dab_op_find(const char *domain, const char *name, int opset);
+
+/* True when some opset of (domain, name) has a definition, so "not at this opset" can
+ * be told apart from "unknown op". */
+int dab_op_known(const char *domain, const char *name);
+
+/* Calls fn for every registered definition (for `dabba inspect --ops` and tests). */
+void dab_op_foreach(void (*fn)(const dab_op_def_t *def, void *user), void *user);
+
+/* ---- attribute access (node->attrs); missing attributes give the default ---- */
+const dab_attr_t *dab_attr_find(const dab_node_t *node, const char *name);
+int64_t dab_attr_int(const dab_node_t *node, const char *name, int64_t def);
+float dab_attr_float(const dab_node_t *node, const char *name, float def);
+const char *dab_attr_string(const dab_node_t *node, const char *name, const char *def);
+/* Returns the list length and sets *vals, or -1 (and *vals = NULL) when absent. */
+int dab_attr_ints(const dab_node_t *node, const char *name, const int64_t **vals);
+int dab_attr_floats(const dab_node_t *node, const char *name, const float **vals);
+
+/* ---- helpers shared by operator families (broadcast.c, ops_util.c) ---- */
+
+/*
+ * Multidirectional (numpy) broadcast of n shapes into out (dims and rank only;
+ * out->dtype untouched). ESHAPE with both shapes named on mismatch.
+ */
+int dab_broadcast_shapes(int n, const dab_tensor_t *const *ts, dab_tensor_t *out,
+                         dab_err_t *err);
+
+/*
+ * Strides (in elements) of `in` viewed as broadcast to out's shape: 0 along broadcast
+ * dims. strides has out->rank entries.
+ */
+void dab_broadcast_strides(const dab_tensor_t *in, const dab_tensor_t *out, int64_t *strides);
+
+/* Normalizes axis in [-rank, rank) to [0, rank); ERANGE naming `what` when out of range. */
+int dab_norm_axis(int64_t axis, int rank, const char *what, int *out, dab_err_t *err);
+
+/* Reads a 1-D (or scalar) integer tensor (int32/int64) into vals (at most max); returns the
+ * count through *n. ETYPE/ELIMIT with `what` named on bad input. */
+int dab_read_ints(const dab_tensor_t *t, const char *what, int64_t *vals, int max, int *n,
+                  dab_err_t *err);
+
+/* Number of OpenMP threads to use for `work` elementary operations (1 when small). */
+int dab_par_threads(const dab_exec_ctx_t *ctx, int64_t work);
+
+/* Operator families: each family file defines its table, terminated by a {0} entry. */
+extern const dab_op_def_t dab_ops_elementwise[];
+extern const dab_op_def_t dab_ops_shape[];
+extern const dab_op_def_t dab_ops_reduce[];
+extern const dab_op_def_t dab_ops_nn[];
+
+#endif
