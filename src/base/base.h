@@ -104,6 +104,24 @@ uint64_t dab_now_ns(void);
 /* Number of online CPU cores (at least 1). */
 int dab_cpu_count(void);
 
+/*
+ * A growable byte buffer (response bodies, metrics text, encoded tensors).
+ * Owned by whoever declared it; free with dab_buf_free. Appends return 0 or
+ * DAB_ENOMEM (the buffer is unchanged on failure). Not thread-safe.
+ */
+typedef struct dab_buf {
+    char *data; /* NUL-terminated when len < cap */
+    size_t len;
+    size_t cap;
+} dab_buf_t;
+
+int dab_buf_reserve(dab_buf_t *b, size_t extra_bytes);
+int dab_buf_append(dab_buf_t *b, const void *p, size_t n);
+int dab_buf_puts(dab_buf_t *b, const char *s);
+int dab_buf_printf(dab_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dab_buf_reset(dab_buf_t *b); /* len = 0, memory kept */
+void dab_buf_free(dab_buf_t *b);
+
 #define DAB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define DAB_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DAB_MAX(a, b) ((a) > (b) ? (a) : (b))
