@@ -14,8 +14,8 @@ DEBUG    ?= 0
 
 DEB_PACKAGES := build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev \
                 libdnnl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev libsqlite3-dev \
-                libhiredis-dev redis-server python3-numpy nodejs npm clang libclang-rt-14-dev \
-                libonnx-testdata
+                libhiredis-dev redis-server python3-numpy clang libclang-rt-14-dev \
+                libonnx-testdata zlib1g-dev python3-prometheus-client
 
 ifeq ($(SANITIZE),1)
   BUILD := build/san
@@ -38,7 +38,7 @@ GEN      := build/gen
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) $(ARCH) \
             -fopenmp -fPIC -I$(GEN) -Isrc
 GENFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fPIC -w
-LDLIBS   := -lprotobuf-c -ldnnl -lm -lpthread -fopenmp $(LDSAN)
+LDLIBS   := -lprotobuf-c -ldnnl -lmicrohttpd -ljansson -lz -lm -lpthread -fopenmp $(LDSAN)
 
 SRC      := $(sort $(wildcard src/*/*.c src/*/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(SRC))
@@ -83,6 +83,9 @@ deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@# Node.js and npm (for the test oracle) from Debian only when none is installed.
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
 
 unit: $(UNIT_BIN)
 
@@ -101,7 +104,7 @@ bench: deps $(BINDIR)/dabba tests/node_modules/onnxruntime-node/package.json
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
-	$(MAKE) -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS)
+	$(MAKE) -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS) run
 
 examples:
 	/usr/bin/python3 tools/train_examples.py

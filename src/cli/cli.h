@@ -13,6 +13,7 @@ int dab_cmd_inspect(int argc, char **argv);
 int dab_cmd_run(int argc, char **argv);
 int dab_cmd_perf(int argc, char **argv);
 int dab_cmd_conformance(int argc, char **argv);
+int dab_cmd_serve(int argc, char **argv);
 
 /* Parses a positive int flag value; prints an error naming flag and returns -1 on bad input. */
 int dab_cli_int(const char *flag, const char *value, int min, int max);

@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "usage: dabba COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
+"  serve [--repository DIR] ...     the KServe v2 HTTP server (serve --help)\n"
             "  inspect MODEL                    opsets, inputs, outputs, parameters, op support\n"
             "  run MODEL --input NAME=FILE ...  run once on .npy / .pb inputs\n"
             "      [--output-dir DIR] [--threads T]\n"
@@ -55,6 +56,8 @@ int main(int argc, char **argv)
         return dab_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "perf"))
         return dab_cmd_perf(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return dab_cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "conformance"))
         return dab_cmd_conformance(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

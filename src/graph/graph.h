@@ -126,7 +126,8 @@ int64_t dab_graph_param_count(const dab_graph_t *g);
 typedef struct dab_session dab_session_t;
 
 typedef struct dab_session_opts {
-    int threads; /* intra-op threads; <= 0 means all cores */
+    int threads;             /* intra-op threads; <= 0 means all cores */
+    size_t max_value_bytes;  /* refuse (ELIMIT) any value or scratch larger; 0 = no limit */
 } dab_session_opts_t;
 
 /*

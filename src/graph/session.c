@@ -25,16 +25,16 @@
 struct dab_session {
     const dab_graph_t *g;
     dab_exec_ctx_t ctx;
+    size_t max_value_bytes;  /* 0 = unlimited */
     dab_tensor_t *vals;      /* [n_values] */
     dab_node_t *nodes;       /* [n_nodes] */
     dab_tensor_t **ptrs;     /* storage for every node's input and output pointers */
     int *last_use;           /* [n_values]: index of the last node reading it */
     size_t *planned_bytes;   /* [n_values]: size reserved in the arena */
     size_t *offsets;         /* [n_values]: offset in the arena */
-    size_t *run_bytes;       /* [n_values]: size needed in the current run */
-    size_t scratch_planned;  /* scratch region size at offset scratch_off */
+    size_t scratch_planned;  /* scratch size the next plan reserves (largest seen) */
+    size_t scratch_cap;      /* scratch size the current arena holds at scratch_off */
     size_t scratch_off;
-    size_t scratch_run;      /* largest scratch in the current run */
     char *arena;
     size_t arena_bytes;
     void **deferred;         /* heap blocks to free at the next run */
@@ -97,6 +97,7 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
         return dab_err_set(err, DAB_ENOMEM, "out of memory");
     s->g = g;
     s->ctx.threads = opts && opts->threads > 0 ? opts->threads : dab_cpu_count();
+    s->max_value_bytes = opts ? opts->max_value_bytes : 0;
     size_t nv = (size_t)g->n_values + 1, nn = (size_t)g->n_nodes + 1;
     size_t nptr = 1;
     for (int n = 0; n < g->n_nodes; n++)
@@ -107,9 +108,7 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
     s->last_use = dab_calloc(nv, sizeof *s->last_use);
     s->planned_bytes = dab_calloc(nv, sizeof *s->planned_bytes);
     s->offsets = dab_calloc(nv, sizeof *s->offsets);
-    s->run_bytes = dab_calloc(nv, sizeof *s->run_bytes);
-    if (!s->vals || !s->nodes || !s->ptrs || !s->last_use || !s->planned_bytes || !s->offsets ||
-        !s->run_bytes) {
+    if (!s->vals || !s->nodes || !s->ptrs || !s->last_use || !s->planned_bytes || !s->offsets) {
         dab_session_free(s);
         return dab_err_set(err, DAB_ENOMEM, "out of memory creating a session");
     }
@@ -192,7 +191,6 @@ void dab_session_free(dab_session_t *s)
     dab_free(s->last_use);
     dab_free(s->planned_bytes);
     dab_free(s->offsets);
-    dab_free(s->run_bytes);
     dab_free(s);
 }
 
@@ -259,6 +257,7 @@ static int replan(dab_session_t *s, dab_err_t *err)
     dab_free(items);
     dab_free(placed);
     s->scratch_off = total;
+    s->scratch_cap = s->scratch_planned;
     total += DAB_ALIGN_UP(s->scratch_planned, ARENA_ALIGN);
     char *arena = dab_malloc_aligned(total ? total : 1, 4096);
     if (!arena)
@@ -312,7 +311,6 @@ int dab_session_run(dab_session_t *s, const dab_tensor_t *const *inputs,
             return rc;
     omp_set_num_threads(s->ctx.threads);
     bool overflow = false;
-    s->scratch_run = 0;
     for (int n = 0; n < g->n_nodes; n++) {
         dab_node_t *node = &s->nodes[n];
         const dab_gnode_t *gn = &g->nodes[n];
@@ -338,10 +336,9 @@ int dab_session_run(dab_session_t *s, const dab_tensor_t *const *inputs,
                 continue;
             dab_tensor_t *t = &s->vals[v];
             size_t bytes;
-            if ((rc = dab_shape_check(g->values[v].name, t->dtype, t->rank, t->dims, 0, &bytes,
-                                      &e)))
+            if ((rc = dab_shape_check(g->values[v].name, t->dtype, t->rank, t->dims,
+                                      s->max_value_bytes, &bytes, &e)))
                 goto node_fail;
-            s->run_bytes[v] = bytes;
             if (s->arena && bytes <= s->planned_bytes[v]) {
                 t->data = s->arena + s->offsets[v];
             } else {
@@ -356,8 +353,13 @@ int dab_session_run(dab_session_t *s, const dab_tensor_t *const *inputs,
             }
         }
         node->scratch = NULL;
+        if (s->max_value_bytes && node->scratch_bytes > s->max_value_bytes) {
+            rc = dab_err_set(&e, DAB_ELIMIT, "needs %zu bytes of scratch, more than the limit of %zu",
+                             node->scratch_bytes, s->max_value_bytes);
+            goto node_fail;
+        }
         if (node->scratch_bytes) {
-            if (s->arena && node->scratch_bytes <= s->scratch_planned) {
+            if (s->arena && node->scratch_bytes <= s->scratch_cap) {
                 node->scratch = s->arena + s->scratch_off;
             } else {
                 overflow = true;

@@ -153,5 +153,42 @@ TEST(test_constants_external_and_errors)
     dab_graph_free(g);
 }
 
+/* Growing and shrinking batches through a CNN whose oneDNN kernels need scratch: several
+ * nodes outgrowing the plan in one run must each get room of their own (a regression:
+ * the shared scratch region once grew on paper before the arena did). */
+TEST(test_batch_changes_with_scratch)
+{
+    dab_graph_t *g = load("examples/repository/digits_cnn/1/model.onnx");
+    if (!g)
+        return;
+    dab_err_t e = {0};
+    dab_session_t *s = NULL;
+    dab_session_opts_t so = {.threads = 1};
+    CHECK_EQ_INT(dab_session_create(g, &so, &s, &e), 0);
+    const int batches[] = {1, 2, 3, 1024, 7, 1024, 1};
+    float first[10] = {0};
+    for (size_t i = 0; s && i < sizeof batches / sizeof batches[0]; i++) {
+        dab_tensor_t x = {0};
+        int64_t d[4] = {batches[i], 1, 8, 8};
+        CHECK_EQ_INT(dab_tensor_alloc(&x, DAB_DT_FLOAT, 4, d, &e), 0);
+        for (int64_t k = 0; k < dab_tensor_numel(&x); k++)
+            ((float *)x.data)[k] = (float)((k * 7) % 17) / 16.0f;
+        const dab_tensor_t *feed[1] = {&x};
+        const dab_tensor_t *out[1] = {0};
+        CHECK_EQ_INT(dab_session_run(s, feed, out, &e), 0);
+        CHECK(out[0] && out[0]->dims[0] == batches[i]);
+        /* row 0 is the same image in every batch: the same answer */
+        for (int c = 0; out[0] && c < 10; c++) {
+            if (i == 0)
+                first[c] = ((float *)out[0]->data)[c];
+            else
+                CHECK_NEAR(((float *)out[0]->data)[c], first[c], 1e-5);
+        }
+        dab_tensor_free(&x);
+    }
+    dab_session_free(s);
+    dab_graph_free(g);
+}
+
 TEST_LIST(T(test_mlp_numbers_and_no_steady_state_allocation), T(test_input_checks),
-          T(test_constants_external_and_errors))
+          T(test_constants_external_and_errors), T(test_batch_changes_with_scratch))
