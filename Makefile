@@ -15,7 +15,8 @@ DEBUG    ?= 0
 DEB_PACKAGES := build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev \
                 libdnnl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev libsqlite3-dev \
                 libhiredis-dev redis-server python3-numpy clang libclang-rt-14-dev \
-                libonnx-testdata zlib1g-dev python3-prometheus-client
+                libonnx-testdata zlib1g-dev python3-prometheus-client \
+                wrk nginx-light python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-torch python3-onnx
 
 ifeq ($(SANITIZE),1)
   BUILD := build/san
@@ -97,7 +98,7 @@ test: deps $(BINDIR)/dabba $(UNIT_BIN) tests/node_modules/onnxruntime-node/packa
 	BINDIR=$(BINDIR) tests/run.sh
 
 run: deps $(BINDIR)/dabba
-	BINDIR=$(BINDIR) tools/run_examples.sh
+	BINDIR=$(BINDIR) tools/serve_examples.sh
 
 bench: deps $(BINDIR)/dabba tests/node_modules/onnxruntime-node/package.json
 	BINDIR=$(BINDIR) bench/run.sh

@@ -175,4 +175,5 @@ EOF
 cat "$RESULTS/engine.md"
 echo
 echo "bench: wrote $RESULTS/engine.md (raw output: $LOG)"
+BINDIR="$BINDIR" NODE="$NODE" PYTHON="$PYTHON" bench/http/run.sh || status=1  # HTTP serving benchmark
 exit "$status"

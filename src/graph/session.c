@@ -156,6 +156,15 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
             dab_session_free(s);
             return err ? err->code : DAB_EFORMAT;
         }
+        /* ONNX puts required inputs first: an omitted one ("") is a malformed node. */
+        for (int k = 0; k < op->min_inputs && k < gn->n_inputs; k++)
+            if (gn->inputs[k] < 0) {
+                dab_err_set(err, DAB_EFORMAT,
+                            "node '%s' (%s) omits its input %d, which the operator requires",
+                            gn->name, gn->op_type, k);
+                dab_session_free(s);
+                return DAB_EFORMAT;
+            }
     }
     for (int n = 0; n < g->n_nodes; n++) {
         dab_node_t *node = &s->nodes[n];

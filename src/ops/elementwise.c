@@ -637,12 +637,11 @@ static int clip_compute(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
     int64_t chunk = ((n + nt - 1) / nt + 63) & ~(int64_t)63;
     const char *xp = x->data;
     char *op = out->data;
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    DAB_PAR_FOR(nt, int, t, nt,
         int64_t s = t * chunk, e = DAB_MIN(s + chunk, n);
         if (s < e)
             fn(op + s * (int64_t)esz, xp + s * (int64_t)esz, e - s, lo, hi);
-    }
+    );
     (void)err;
     return 0;
 }
@@ -717,12 +716,11 @@ static int un_compute(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
     const char *xp = x->data;
     char *op = out->data;
     const dab_ew_args_t *args = &st->args;
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    DAB_PAR_FOR(nt, int, t, nt,
         int64_t s = t * chunk, e = DAB_MIN(s + chunk, n);
         if (s < e)
             fn(op + s * (int64_t)osz, xp + s * (int64_t)esz, e - s, args);
-    }
+    );
     (void)err;
     return 0;
 }

@@ -148,6 +148,24 @@ int dab_read_ints(const dab_tensor_t *t, const char *what, int64_t *vals, int ma
 /* Number of OpenMP threads to use for `work` elementary operations (1 when small). */
 int dab_par_threads(const dab_exec_ctx_t *ctx, int64_t work);
 
+/*
+ * for (T i = 0; i < n; i++) { body } on nt OpenMP threads, or as a plain loop when nt <= 1:
+ * an OpenMP region costs a microsecond or two even when its if-clause is false, which is
+ * most of a small model's run time. The thread count must be in a variable named `nt`.
+ */
+/* clang-format off */
+#define DAB_PAR_FOR(nt, T, i, n, ...)                                      \
+    do {                                                                   \
+        const T dab_pf_n_ = (n);                                           \
+        if ((nt) > 1) {                                                    \
+            _Pragma("omp parallel for num_threads(nt) schedule(static)")   \
+            for (T i = 0; i < dab_pf_n_; i++) { __VA_ARGS__ }              \
+        } else {                                                           \
+            for (T i = 0; i < dab_pf_n_; i++) { __VA_ARGS__ }              \
+        }                                                                  \
+    } while (0)
+/* clang-format on */
+
 /* Operator families: each family file defines its table, terminated by a {0} entry. */
 extern const dab_op_def_t dab_ops_elementwise[];
 extern const dab_op_def_t dab_ops_shape[];

@@ -501,8 +501,7 @@ static inline int64_t red_outer_offset(const red_plan_t *pl, int64_t o)
             return;                                                                          \
         }                                                                                    \
         if (pl->seg_last) {                                                                  \
-            _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")          \
-            for (int64_t o = 0; o < pl->n_out; o++) {                                        \
+            DAB_PAR_FOR(nt, int64_t, o, pl->n_out,                                        \
                 int64_t base = red_outer_offset(pl, o);                                      \
                 T r;                                                                         \
                 if (lse) {                                                                   \
@@ -518,13 +517,12 @@ static inline int64_t red_outer_offset(const red_plan_t *pl, int64_t o)
                     ((TI *)y->data)[o] = (TI)r;                                              \
                 else                                                                         \
                     red_store_##S(y->data, y->dtype, o, &r, 1);                              \
-            }                                                                                \
+            );                                                                                \
             return;                                                                          \
         }                                                                                    \
         int64_t ntiles = (pl->inner + DAB_RED_TILE - 1) / DAB_RED_TILE;                      \
         int64_t items = pl->n_outer * ntiles;                                                \
-        _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")              \
-        for (int64_t it = 0; it < items; it++) {                                             \
+        DAB_PAR_FOR(nt, int64_t, it, items,                                             \
             int64_t o = it / ntiles;                                                         \
             int64_t i0 = (it - o * ntiles) * DAB_RED_TILE;                                   \
             int64_t w = DAB_MIN(DAB_RED_TILE, pl->inner - i0);                               \
@@ -550,7 +548,7 @@ static inline int64_t red_outer_offset(const red_plan_t *pl, int64_t o)
             for (int64_t i = 0; i < w; i++)                                                  \
                 acc[i] = red_post_##S(kind, acc[i], pl->n_red, sh[i]);                       \
             red_store_##S(y->data, y->dtype, o * pl->inner + i0, acc, w);                    \
-        }                                                                                    \
+        );                                                                                    \
     }
 
 RED_DEFINE(f32, float, float, DAB_DT_FLOAT)

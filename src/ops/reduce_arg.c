@@ -129,8 +129,7 @@ int dab_reduce_arg_reshape(dab_node_t *node, dab_err_t *err)
         int64_t outer = p->outer, n = p->n, inner = p->inner;                                \
         bool last = p->select_last;                                                          \
         if (inner == 1) {                                                                    \
-            _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")          \
-            for (int64_t o = 0; o < outer; o++) {                                            \
+            DAB_PAR_FOR(nt, int64_t, o, outer,                                            \
                 const T *r = x + o * n;                                                      \
                 T m = p->is_max ? arg_extreme_GT_##T(r, n) : arg_extreme_LT_##T(r, n);       \
                 bool nan = ARG_ISNAN_##N(m);                                                 \
@@ -145,13 +144,12 @@ int dab_reduce_arg_reshape(dab_node_t *node, dab_err_t *err)
                             break;                                                           \
                 }                                                                            \
                 y[o] = k;                                                                    \
-            }                                                                                \
+            );                                                                                \
             return;                                                                          \
         }                                                                                    \
         int64_t ntiles = (inner + DAB_RED_TILE - 1) / DAB_RED_TILE;                          \
         int64_t items = outer * ntiles;                                                      \
-        _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")              \
-        for (int64_t it = 0; it < items; it++) {                                             \
+        DAB_PAR_FOR(nt, int64_t, it, items,                                             \
             int64_t o = it / ntiles;                                                         \
             int64_t i0 = (it - o * ntiles) * DAB_RED_TILE;                                   \
             int64_t w = DAB_MIN(DAB_RED_TILE, inner - i0);                                   \
@@ -167,7 +165,7 @@ int dab_reduce_arg_reshape(dab_node_t *node, dab_err_t *err)
             else                                                                             \
                 ARG_COLS(N, T, ARG_LE);                                                      \
             memcpy(y + o * inner + i0, bi, (size_t)w * sizeof bi[0]);                        \
-        }                                                                                    \
+        );                                                                                    \
     }
 
 ARG_DEFINE(f, float)

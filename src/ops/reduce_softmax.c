@@ -248,21 +248,18 @@ int dab_reduce_softmax_reshape(dab_node_t *node, dab_err_t *err)
     {                                                                                        \
         int64_t outer = p->outer, n = p->n, inner = p->inner;                                \
         if (inner == 1) {                                                                    \
-            _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")          \
-            for (int64_t o = 0; o < outer; o++)                                              \
-                sm_row_##T(p->kind, x + o * n, y + o * n, n);                                \
+            DAB_PAR_FOR(nt, int64_t, o, outer,                                               \
+                        sm_row_##T(p->kind, x + o * n, y + o * n, n););                      \
             return;                                                                          \
         }                                                                                    \
         int64_t ntiles = (inner + DAB_RED_TILE - 1) / DAB_RED_TILE;                          \
         int64_t items = outer * ntiles;                                                      \
-        _Pragma("omp parallel for num_threads(nt) if(nt > 1) schedule(static)")              \
-        for (int64_t it = 0; it < items; it++) {                                             \
+        DAB_PAR_FOR(nt, int64_t, it, items,                                                  \
             int64_t o = it / ntiles;                                                         \
             int64_t i0 = (it - o * ntiles) * DAB_RED_TILE;                                   \
             int64_t off = o * n * inner + i0;                                                \
             sm_cols_##T(p->kind, x + off, y + off, n, inner,                                 \
-                        DAB_MIN(DAB_RED_TILE, inner - i0));                                  \
-        }                                                                                    \
+                        DAB_MIN(DAB_RED_TILE, inner - i0)););                                \
     }
 
 SM_DEFINE(float)

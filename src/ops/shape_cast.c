@@ -204,12 +204,11 @@ static void cast_run(const dab_node_t *node, const dab_tensor_t *in, dab_tensor_
     int64_t n = dab_tensor_numel(in);
     int nt = dab_par_threads(node->ctx, n);
     size_t ses = dab_dtype_size(in->dtype), des = dab_dtype_size(out->dtype);
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    DAB_PAR_FOR(nt, int, t, nt,
         int64_t a = n * t / nt, b = n * (t + 1) / nt;
         dab_cast_elems(in->dtype, (const char *)in->data + a * (int64_t)ses, out->dtype,
                        (char *)out->data + a * (int64_t)des, b - a);
-    }
+    );
 }
 
 /* ---- Cast ---- */

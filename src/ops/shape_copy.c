@@ -419,9 +419,8 @@ void dab_copy_run(const dab_copy_plan_t *p, void *dst, const void *src,
     int nt = dab_par_threads(ctx, total);
     if (nt > items)
         nt = (int)items;
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int t = 0; t < nt; t++)
-        walk_range(&w, dst, src, items * t / nt, items * (t + 1) / nt);
+    DAB_PAR_FOR(nt, int, t, nt, walk_range(&w, dst, src, items * t / nt, items * (t + 1) / nt);
+    );
 }
 
 void dab_copy_bytes(void *dst, const void *src, size_t n, const dab_exec_ctx_t *ctx)
@@ -447,12 +446,11 @@ void dab_fill_elems(void *dst, const void *val, size_t esize, int64_t n,
     if (n <= 0)
         return;
     int nt = dab_par_threads(ctx, n);
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    DAB_PAR_FOR(nt, int, t, nt,
         int64_t a = n * t / nt, b = n * (t + 1) / nt;
         char *d = (char *)dst + a * (int64_t)esize;
         copy_strided(d, val, b - a, 0, 1, esize);
-    }
+    );
 }
 
 /* ------------------------------------------------------------------ */
@@ -1096,8 +1094,7 @@ int dab_shp_gather_compute(dab_node_t *node, dab_err_t *err)
     const char *src = in->data;
     char *dst = out->data;
     int nt = dab_par_threads(node->ctx, items * inner);
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-    for (int64_t it = 0; it < items; it++) {
+    DAB_PAR_FOR(nt, int64_t, it, items,
         int64_t o = it / ni, j = it % ni;
         int64_t v = i64 ? ((const int64_t *)ix->data)[j] : ((const int32_t *)ix->data)[j];
         if (v < 0)
@@ -1109,6 +1106,6 @@ int dab_shp_gather_compute(dab_node_t *node, dab_err_t *err)
         case 8: memcpy(d, s, 8); break;
         default: memcpy(d, s, row); break;
         }
-    }
+    );
     return 0;
 }

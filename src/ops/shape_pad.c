@@ -226,8 +226,7 @@ int dab_shp_pad_compute(dab_node_t *node, dab_err_t *err)
         int nt = dab_par_threads(node->ctx, nouter * nborder * inner);
         if (nt > nouter)
             nt = (int)nouter;
-#pragma omp parallel for num_threads(nt) if (nt > 1)
-        for (int64_t o = 0; o < nouter; o++) {
+        DAB_PAR_FOR(nt, int64_t, o, nouter,
             int64_t base = 0, rem = o;
             for (int e = d - 1; e >= 0; e--) {
                 base += (g.pb[e] + rem % g.cnt[e]) * os[e];
@@ -247,7 +246,7 @@ int dab_shp_pad_compute(dab_node_t *node, dab_err_t *err)
                 memcpy(row + j * inner * (int64_t)es, row + src * inner * (int64_t)es,
                        (size_t)(inner * (int64_t)es));
             }
-        }
+        );
     }
     return 0;
 }

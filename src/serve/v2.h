@@ -123,7 +123,8 @@ int dab_v2_request_decode(const void *body, size_t body_len, int64_t header_byte
  * The raw single-input form (Inference-Header-Content-Length: 0, or a binary body the
  * caller knows to be raw): the whole body is the binary data of the model's only input,
  * named input_name, of dtype dt and shape dims[rank]. At most one dimension may be -1; it
- * is inferred from the body's size (for BYTES, from the number of elements in it).
+ * is inferred from the body's size (for BYTES, from the number of elements in it). A
+ * negative rank (unknown) means one flat dimension, [-1].
  * Outputs default to binary (binary_data_output = 1). Ownership and errors as
  * dab_v2_request_decode. Any thread.
  */

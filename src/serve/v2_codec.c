@@ -247,6 +247,7 @@ typedef struct in_ctx {
     size_t data_at; /* where a "data" value seen before name/shape/datatype starts */
     bool data_deferred;
     int64_t numel;
+    bool raw; /* the raw single-input form: the whole body is the data */
 } in_ctx_t;
 
 static void skip_ws(dec_t *d)
@@ -398,7 +399,8 @@ static int scan_string(dec_t *d, size_t *start, size_t *len, bool *escaped)
                 if (lo < 0)
                     return d->i >= n ? unexpected(d)
                                      : dab_err_set(d->err, DAB_EFORMAT,
-                                                   "invalid \\u escape at byte %zu of the JSON body",
+                                                   "invalid \\u escape at byte %zu of the JS"
+                                                   "ON body",
                                                    at);
                 if (lo < 0xDC00 || lo > 0xDFFF)
                     return dab_err_set(d->err, DAB_EFORMAT,
@@ -735,13 +737,13 @@ static int json_value(dec_t *d, json_t **out, int depth)
     return 0;
 }
 
-/* Reads a "parameters" value, which must be an object, as a jansson object. */
-static int parameters(dec_t *d, const char *whose, json_t **out)
+/* Reads a "parameters" value, which must be an object, as a jansson object. what names
+ * the field in messages ("input 'x': 'parameters'"). */
+static int parameters(dec_t *d, const char *what, json_t **out)
 {
     skip_ws(d);
     if (d->i < d->n && d->s[d->i] != '{')
-        return dab_err_set(d->err, DAB_EINVAL, "%s 'parameters' must be an object (byte %zu)",
-                           whose, d->i);
+        return dab_err_set(d->err, DAB_EINVAL, "%s must be an object (byte %zu)", what, d->i);
     return json_value(d, out, 1);
 }
 
@@ -1188,6 +1190,11 @@ done:
 static int parse_shape(dec_t *d, in_ctx_t *c)
 {
     dab_tensor_t *t = &c->in->tensor;
+    skip_ws(d);
+    if (d->i < d->n && d->s[d->i] != '[')
+        return dab_err_set(d->err, DAB_EINVAL,
+                           "%s: 'shape' must be an array of integers; found %s at byte %zu",
+                           c->label, value_kind(d), d->i);
     int rc = expect(d, '[');
     if (rc)
         return rc;
@@ -1382,7 +1389,9 @@ static int parse_input(dec_t *d, int index)
                                    c.label, q);
             }
         } else if (key_is(key, klen, "parameters")) {
-            rc = parameters(d, c.label, &c.in->parameters);
+            char what[sizeof c.label + 16];
+            snprintf(what, sizeof what, "%s: 'parameters'", c.label);
+            rc = parameters(d, what, &c.in->parameters);
         } else if (key_is(key, klen, "data")) {
             if (c.have_name && c.have_shape && c.have_dtype) {
                 rc = parse_data(d, &c);
@@ -1462,7 +1471,9 @@ static int parse_output(dec_t *d, int index)
                 return dab_err_set(d->err, DAB_EINVAL, "%s: field 'parameters' appears twice",
                                    label);
             have_params = true;
-            rc = parameters(d, label, &o->parameters);
+            char what[sizeof label + 16];
+            snprintf(what, sizeof what, "%s: 'parameters'", label);
+            rc = parameters(d, what, &o->parameters);
         } else {
             rc = json_value(d, NULL, 2);
         }
@@ -1552,7 +1563,7 @@ static int parse_request(dec_t *d)
             if (seen == &have_id)
                 rc = string_copy(d, "the request's 'id'", &r->id, &r->id_len);
             else if (seen == &have_params)
-                rc = parameters(d, "the request's", &r->parameters);
+                rc = parameters(d, "the request's 'parameters'", &r->parameters);
             else if (seen == &have_inputs)
                 rc = parse_list(d, "inputs", parse_input);
             else if (seen == &have_outputs)
@@ -1639,9 +1650,9 @@ static int bind_binary(dec_t *d, in_ctx_t *c, const char *p, size_t size)
     size_t esize = dab_dtype_size(t->dtype);
     size_t need = (size_t)c->numel * esize;
     if (size != need)
-        return dab_err_set(d->err, DAB_ESHAPE,
-                           "%s: shape %s of %s needs %zu bytes, but binary_data_size is %zu",
-                           c->label, shape, dab_v2_dtype_name(t->dtype), need, size);
+        return dab_err_set(d->err, DAB_ESHAPE, "%s: shape %s of %s needs %zu bytes, but %s %zu",
+                           c->label, shape, dab_v2_dtype_name(t->dtype), need,
+                           c->raw ? "the raw body has" : "binary_data_size is", size);
     if (t->dtype == DAB_DT_BOOL)
         for (size_t k = 0; k < size; k++)
             if ((unsigned char)p[k] > 1)
@@ -1742,7 +1753,12 @@ int dab_v2_request_from_raw(const void *body, size_t body_len, const char *input
     if (!body && body_len)
         return dab_err_set(err, DAB_EINVAL, "no request body");
     dab_v2_limits_t l = limits_resolve(lim);
-    if (rank < 0 || rank > l.max_rank)
+    static const int64_t flat[1] = {-1};
+    if (rank < 0) { /* rank unknown: one flat dimension */
+        rank = 1;
+        dims = flat;
+    }
+    if (rank > l.max_rank)
         return dab_err_set(err, DAB_ELIMIT, "input '%.64s' has rank %d; at most %d is allowed",
                            input_name, rank, l.max_rank);
     dab_v2_request_t *r = request_new();
@@ -1764,7 +1780,7 @@ int dab_v2_request_from_raw(const void *body, size_t body_len, const char *input
     in->binary_size_bytes = (int64_t)body_len;
     r->n_inputs = 1;
     r->binary_data_output = 1;
-    in_ctx_t c = {.index = 0, .in = in, .have_name = true};
+    in_ctx_t c = {.index = 0, .in = in, .have_name = true, .raw = true};
     set_label(&c, "input");
     /* Resolve a -1 dimension from the body's size. */
     int wild = -1;

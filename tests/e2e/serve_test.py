@@ -406,6 +406,104 @@ def test_drain():
     check("drain: finished promptly", time.time() - t0 < 35)
 
 
+def test_explicit_mode():
+    s = Server(EXAMPLES, "--model-control-mode", "explicit", "--load-model", "digits_cnn")
+    try:
+        check("explicit: server ready with its startup model", s.wait_ready())
+        st, _, data = s.request("POST", "/v2/models/digits_mlp/infer", infer_body(PIXELS[:1]))
+        check("explicit: an unloaded model is not served", st in (404, 503), f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/repository/models/digits_mlp/load", "")
+        check("explicit: load", st == 200, f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/models/digits_mlp/infer", infer_body(PIXELS[:1]))
+        check("explicit: served after load", st == 200, f"{st} {data[:200]}")
+        cfg = json.dumps({"parameters": {"config": json.dumps({"version_policy": {"specific": {"versions": [1]}}})}})
+        st, _, data = s.request("POST", "/v2/repository/models/digits_mlp/load", cfg)
+        check("explicit: load with a config in the body", st == 200, f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/models/digits_mlp/infer", infer_body(PIXELS[:1]))
+        check("explicit: the body's config chose version 1", st == 200 and json.loads(data)["model_version"] == "1", data[:200])
+        bad = json.dumps({"parameters": {"config": "{\"instance_group\": [{\"count\": \"many\"}]}"}})
+        st, _, data = s.request("POST", "/v2/repository/models/digits_mlp/load", bad)
+        check("explicit: a bad config is refused naming the field", st == 400 and b"instance_group" in data, f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/models/digits_mlp/infer", infer_body(PIXELS[:1]))
+        check("explicit: a refused config leaves the model serving", st == 200, f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/repository/models/nope/load", "")
+        check("explicit: loading an unknown model is 404", st == 404, f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/repository/models/digits_mlp/unload", "")
+        check("explicit: unload", st == 200, f"{st} {data[:200]}")
+        time.sleep(0.2)
+        st, _, data = s.request("POST", "/v2/models/digits_mlp/infer", infer_body(PIXELS[:1]))
+        check("explicit: not served after unload", st in (404, 503), f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/repository/index", "")
+        idx = json.loads(data) if st == 200 else []
+        check("explicit: index shows the unloaded model", any(e["name"] == "digits_mlp" and e["state"] != "READY" for e in idx), data[:300])
+    finally:
+        check("explicit: clean exit", s.stop() == 0)
+
+
+def test_overload_and_timeouts():
+    s = Server(EXAMPLES, "--threads", "1", "--max-queue", "1", "--idle-timeout-secs", "1")
+    try:
+        check("overload: server ready", s.wait_ready())
+        big = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [512, 1, 8, 8],
+                                      "data": np.tile(PIXELS, (2, 1))[:512].flatten().tolist()}]})
+        res = []
+        hdrs = []
+
+        def client():
+            try:
+                st, h, _ = s.request("POST", "/v2/models/digits_cnn/infer", big)
+                res.append(st)
+                hdrs.append(h)
+            except Exception as e:
+                res.append(repr(e))
+        ts = [threading.Thread(target=client) for _ in range(24)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        check("overload: every request answered 200 or 503", all(r in (200, 503) for r in res), str(res))
+        check("overload: a full queue answers 503 at once", 503 in res and 200 in res, str(res))
+        check("overload: 503 carries Retry-After", all("retry-after" in h for h, r in zip(hdrs, res) if r == 503))
+        # A half-sent request is closed after the idle timeout.
+        import socket
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        sock.sendall(b"POST /v2/models/digits_mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        t0 = time.time()
+        try:
+            data = sock.recv(100)
+        except OSError:
+            data = b""
+        check("timeout: a stalled request is closed", data == b"" and time.time() - t0 < 8, f"{data[:80]} after {time.time() - t0:.1f}s")
+        sock.close()
+        check("timeout: the server still serves", s.request("GET", "/v2/health/live")[0] == 200)
+    finally:
+        check("overload: clean exit", s.stop() == 0)
+
+
+def test_sighup_rescan():
+    tmp = tempfile.mkdtemp()
+    try:
+        shutil.copytree(os.path.join(EXAMPLES, "digits_cnn"), os.path.join(tmp, "digits_cnn"))
+        s = Server(tmp)
+        try:
+            check("sighup: ready", s.wait_ready())
+            st, _, _ = s.request("GET", "/v2/models/digits_mlp")
+            check("sighup: a model not yet in the folder is 404", st == 404, str(st))
+            shutil.copytree(os.path.join(EXAMPLES, "digits_mlp"), os.path.join(tmp, "digits_mlp"))
+            s.proc.send_signal(signal.SIGHUP)
+            ok = False
+            for _ in range(100):
+                if s.request("GET", "/v2/models/digits_mlp/ready")[0] == 200:
+                    ok = True
+                    break
+                time.sleep(0.1)
+            check("sighup: the new model is served after SIGHUP", ok)
+        finally:
+            check("sighup: clean exit", s.stop() == 0)
+    finally:
+        shutil.rmtree(tmp)
+
+
 def main():
     s = Server(EXAMPLES)
     try:
@@ -417,6 +515,9 @@ def main():
     finally:
         rc = s.stop()
         check("SIGTERM exits 0", rc == 0, f"exit status {rc}; server log tail:\n" + s.text()[-1500:])
+    test_explicit_mode()
+    test_overload_and_timeouts()
+    test_sighup_rescan()
     test_hot_swap()
     test_drain()
     print(f"test_serve: {passed} passed, {failed} failed")

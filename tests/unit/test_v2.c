@@ -74,10 +74,12 @@ TEST(limits_refused_before_allocation)
         const char *msg;
     } cases[] = {
         /* 2^33 elements: 32 GB of FP32 if it were allocated. */
-        {"{\"inputs\":[{\"name\":\"x\",\"shape\":[8589934592],\"datatype\":\"FP32\",\"data\":[1]}]}",
+        {"{\"inputs\":[{\"name\":\"x\",\"shape\":[8589934592],\"datatype\":\"FP32\",\"data"
+         "\":[1]}]}",
          &small, DAB_ELIMIT, "input 'x': shape [8589934592] has more than 1000 elements"},
         /* Within the element limit, but 10^9 values cannot fit in this body. */
-        {"{\"inputs\":[{\"name\":\"x\",\"shape\":[1000000000],\"datatype\":\"FP64\",\"data\":[1]}]}",
+        {"{\"inputs\":[{\"name\":\"x\",\"shape\":[1000000000],\"datatype\":\"FP64\",\"data"
+         "\":[1]}]}",
          &lim, DAB_ESHAPE, "needs 1000000000 values, more than the"},
         /* Binary data past the byte limit is refused before the body is looked at. */
         {"{\"inputs\":[{\"name\":\"x\",\"shape\":[1000,1000],\"datatype\":\"FP32\","
@@ -99,7 +101,8 @@ TEST(limits_refused_before_allocation)
          "{\"name\":\"c\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}",
          &lim, DAB_ELIMIT, "the request has more than 2 inputs, the limit"},
         /* A dimension of 0 does not hide a huge one. */
-        {"{\"inputs\":[{\"name\":\"x\",\"shape\":[0,99999999999],\"datatype\":\"FP32\",\"data\":[]}]}",
+        {"{\"inputs\":[{\"name\":\"x\",\"shape\":[0,99999999999],\"datatype\":\"FP32\",\"dat"
+         "a\":[]}]}",
          &small, DAB_ELIMIT, "has more than 1000 elements"},
     };
     for (size_t i = 0; i < DAB_ARRAY_LEN(cases); i++) {
@@ -472,7 +475,8 @@ TEST(binary_sizes_checked)
     } cases[] = {
         {"{\"inputs\":[{\"name\":\"x\",\"shape\":[2,2],\"datatype\":\"FP32\","
          "\"parameters\":{\"binary_data_size\":12}}]}",
-         12, DAB_ESHAPE, "input 'x': shape [2,2] of FP32 needs 16 bytes, but binary_data_size is 12", NULL},
+         12, DAB_ESHAPE, "input 'x': shape [2,2] of FP32 needs 16 bytes, but binary_data_siz"
+                         "e is 12", NULL},
         {"{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\","
          "\"parameters\":{\"binary_data_size\":8}}]}",
          7, DAB_EINVAL, "input 'x': binary_data_size is 8 bytes, but only 7 bytes", NULL},
@@ -499,7 +503,8 @@ TEST(binary_sizes_checked)
          "\x04\0\0\0abcd\0\0"},
         {"{\"inputs\":[{\"name\":\"s\",\"shape\":[1],\"datatype\":\"BYTES\","
          "\"parameters\":{\"binary_data_size\":5}}]}",
-         5, DAB_EINVAL, "input 's': BYTES element 0 says 9 bytes, but only 1 remain", "\x09\0\0\0a"},
+         5, DAB_EINVAL, "input 's': BYTES element 0 says 9 bytes, but only 1 remain",
+         "\x09\0\0\0a"},
         {"{\"inputs\":[{\"name\":\"b\",\"shape\":[2],\"datatype\":\"BOOL\","
          "\"parameters\":{\"binary_data_size\":2}}]}",
          2, DAB_EINVAL, "input 'b': BOOL element 1 is byte 2; it must be 0 or 1", NULL},
@@ -552,33 +557,43 @@ TEST(error_sentences)
                  DAB_EFORMAT, "unexpected character 'x' at byte 61 of the JSON body");
     expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]",
                  DAB_EFORMAT, "the JSON body ends unexpectedly after 63 bytes");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[1.5]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT32\",\"data"
+                 "\":[1.5]}]}",
                  DAB_ETYPE, "input 'x': element 0 (1.5) is not an integer, as INT32 data needs");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"UINT8\",\"data\":[1,256]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"UINT8\",\"data"
+                 "\":[1,256]}]}",
                  DAB_ERANGE, "input 'x': element 1 (256) is out of range for UINT8");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"UINT64\",\"data\":[-1]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"UINT64\",\"data"
+                 "\":[-1]}]}",
                  DAB_ERANGE, "element 0 (-1) is out of range for UINT64");
     expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT64\","
                  "\"data\":[9223372036854775808]}]}",
                  DAB_ERANGE, "element 0 (9223372036854775808) is out of range for INT64");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT8\",\"data\":[-129]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT8\",\"data"
+                 "\":[-129]}]}",
                  DAB_ERANGE, "out of range for INT8");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1e39]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data"
+                 "\":[1e39]}]}",
                  DAB_ERANGE, "input 'x': element 0 (1e39) is out of range for FP32");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[\"1\"]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data"
+                 "\":[\"1\"]}]}",
                  DAB_ETYPE, "input 'x': element 0 is a string; FP32 data must be numbers");
     expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"BOOL\",\"data\":[1]}]}",
                  DAB_ETYPE, "element 0 is a number; BOOL data must be true or false");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"BYTES\",\"data\":[null]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"BYTES\",\"data"
+                 "\":[null]}]}",
                  DAB_ETYPE, "element 0 is null; BYTES data must be strings");
     expect_error("{\"inputs\":[{\"name\":\"h\",\"shape\":[1],\"datatype\":\"FP16\",\"data\":[1]}]}",
                  DAB_EUNSUPPORTED, "input 'h': FP16 data cannot be sent as JSON");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[-1],\"datatype\":\"FP32\",\"data\":[1]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[-1],\"datatype\":\"FP32\",\"data"
+                 "\":[1]}]}",
                  DAB_EINVAL, "input 'x': shape dimension 0 is -1; dimensions must be non-negative");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1.5],\"datatype\":\"FP32\",\"data\":[1]}]}",
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1.5],\"datatype\":\"FP32\",\"data"
+                 "\":[1]}]}",
                  DAB_EINVAL, "shape dimension 0 is 1.5");
-    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":\"1\",\"datatype\":\"FP32\",\"data\":[1]}]}",
-                 DAB_EFORMAT, "unexpected character '\"'");
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":\"1\",\"datatype\":\"FP32\",\"data"
+                 "\":[1]}]}",
+                 DAB_EINVAL, "input 'x': 'shape' must be an array of integers; found a string");
     expect_error("{\"inputs\":[{\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1]}]}", DAB_EINVAL,
                  "input 0 has no 'name'");
     expect_error("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"data\":[1]}]}", DAB_EINVAL,
@@ -595,15 +610,19 @@ TEST(error_sentences)
     expect_error("{\"inputs\":[]", DAB_EFORMAT, "ends unexpectedly");
     expect_error("{\"outputs\":[]}", DAB_EINVAL, "the request has no 'inputs'");
     expect_error("{\"inputs\":{}}", DAB_EINVAL, "'inputs' must be an array");
-    expect_error("{\"inputs\":[1]}", DAB_EINVAL, "'inputs' must hold objects; element 0 is a number");
+    expect_error("{\"inputs\":[1]}", DAB_EINVAL, "'inputs' must hold objects; element 0 is a"
+                                                 " number");
     expect_error("{\"id\":5,\"inputs\":[]}", DAB_EINVAL, "the request's 'id' must be a string");
     expect_error("{\"id\":\"a\\u0000b\",\"inputs\":[]}", DAB_EINVAL,
                  "the request's 'id' contains a NUL character");
     expect_error("{\"parameters\":[],\"inputs\":[]}", DAB_EINVAL,
                  "the request's 'parameters' must be an object");
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"parameters\":1}]}", DAB_EINVAL,
+                 "input 'x': 'parameters' must be an object");
     expect_error("{\"parameters\":{\"binary_data_output\":1},\"inputs\":[]}", DAB_EINVAL,
                  "parameters.binary_data_output must be true or false");
-    expect_error("{\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"parameters\":{\"binary_data\":1}}]}",
+    expect_error("{\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"parameters\":{\"binary_data"
+                 "\":1}}]}",
                  DAB_EINVAL, "output 'y': parameters.binary_data must be true or false");
     expect_error("{\"inputs\":[],\"outputs\":[{\"name\":\"y\"},{\"name\":\"y\"}]}", DAB_EINVAL,
                  "output 'y' is requested twice");
@@ -633,7 +652,8 @@ TEST(error_sentences)
         dab_buf_puts(&deep, "[");
     expect_error(deep.data, DAB_EFORMAT, "nests more than 64 levels deep");
     dab_buf_reset(&deep);
-    dab_buf_puts(&deep, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":");
+    dab_buf_puts(&deep, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32"
+                        "\",\"data\":");
     for (int i = 0; i < 100000; i++)
         dab_buf_puts(&deep, "[");
     expect_error(deep.data, DAB_EFORMAT, "input 'x': 'data' nests more than 64 arrays deep");
@@ -780,7 +800,8 @@ TEST(raw_single_input)
     int64_t fixed[1] = {5};
     CHECK_EQ_INT(dab_v2_request_from_raw(f, sizeof f, "in", DAB_DT_FLOAT, 1, fixed, NULL, &r, &err),
                  DAB_ESHAPE);
-    CHECK(strstr(err.msg, "input 'in': shape [5] of FP32 needs 20 bytes") != NULL);
+    CHECK(strstr(err.msg, "input 'in': shape [5] of FP32 needs 20 bytes, but the raw body has 24")
+          != NULL);
     const char strs[] = "\x03\x00\x00\x00"
                         "abc"
                         "\x00\x00\x00\x00";
@@ -795,6 +816,16 @@ TEST(raw_single_input)
     dab_v2_limits_t lim = {.max_elements = 4};
     CHECK_EQ_INT(dab_v2_request_from_raw(f, sizeof f, "in", DAB_DT_FLOAT, 2, dims, &lim, &r, &err),
                  DAB_ELIMIT);
+    CHECK_EQ_INT(dab_v2_request_from_raw(f, sizeof f, "in", DAB_DT_FLOAT, -1, NULL, NULL, &r, &err),
+                 0);
+    if (r)
+        CHECK(r->inputs[0].tensor.rank == 1 && r->inputs[0].tensor.dims[0] == 6);
+    dab_v2_request_free(r);
+    int64_t two_wild[2] = {-1, -1};
+    CHECK_EQ_INT(dab_v2_request_from_raw(f, sizeof f, "in", DAB_DT_FLOAT, 2, two_wild, NULL, &r,
+                                         &err),
+                 DAB_EINVAL);
+    CHECK(strstr(err.msg, "dimension 1 is -1") != NULL);
 }
 
 /* ------------------------------------------------------------------ encoding */
@@ -805,9 +836,11 @@ TEST(encode_response)
     dab_tensor_t ty = {.dtype = DAB_DT_FLOAT, .rank = 2, .dims = {1, 4}, .data = y};
     int64_t cls[2] = {7, -3};
     dab_tensor_t tc = {.dtype = DAB_DT_INT64, .rank = 1, .dims = {2}, .data = cls};
-    dab_v2_output_t outs[2] = {{.name = "y", .tensor = &ty}, {.name = "c", .tensor = &tc, .binary = true}};
+    dab_v2_output_t outs[2] = {{.name = "y", .tensor = &ty},
+                               {.name = "c", .tensor = &tc, .binary = true}};
     json_t *params = json_pack("{s:i}", "sequence_id", 42);
-    dab_v2_response_t resp = {.model_name = "digits", .model_version = "2", .id = "q\"1", .id_len = 3,
+    dab_v2_response_t resp = {.model_name = "digits", .model_version = "2", .id = "q\"1",
+                              .id_len = 3,
                               .parameters = params, .n_outputs = 2, .outputs = outs};
     dab_buf_t b = {0};
     size_t jl = 0;
@@ -874,7 +907,8 @@ TEST(encode_response)
 TEST(error_bodies)
 {
     dab_buf_t b = {0};
-    CHECK_EQ_INT(dab_v2_error_body(&b, "input 'x': bad \"quote\" \\ \n\t\x01 \xc3\xa9 \xff end"), 0);
+    CHECK_EQ_INT(
+        dab_v2_error_body(&b, "input 'x': bad \"quote\" \\ \n\t\x01 \xc3\xa9 \xff end"), 0);
     const char *want = "{\"error\":\"input 'x': bad \\\"quote\\\" \\\\ \\n\\t\\u0001 \xc3\xa9 "
                        "\xef\xbf\xbd end\"}";
     CHECK(strcmp(b.data, want) == 0);
@@ -1132,8 +1166,10 @@ TEST(parse_numbers_match_strtod)
     enum { N = 20000 };
     char **txt = malloc(N * sizeof *txt);
     dab_buf_t b32 = {0}, b64 = {0};
-    dab_buf_printf(&b32, "{\"inputs\":[{\"name\":\"f\",\"shape\":[%d],\"datatype\":\"FP32\",\"data\":[", N);
-    dab_buf_printf(&b64, "{\"inputs\":[{\"name\":\"d\",\"shape\":[%d],\"datatype\":\"FP64\",\"data\":[", N);
+    dab_buf_printf(&b32, "{\"inputs\":[{\"name\":\"f\",\"shape\":[%d],\"datatype\":\"FP32"
+                         "\",\"data\":[", N);
+    dab_buf_printf(&b64, "{\"inputs\":[{\"name\":\"d\",\"shape\":[%d],\"datatype\":\"FP64"
+                         "\",\"data\":[", N);
     for (int i = 0; i < N; i++) {
         char t[64];
         int nd = 1 + (int)(rnd() % 19), k = 0;
@@ -1329,5 +1365,6 @@ TEST_LIST(T(limits_refused_before_allocation), T(gzip_bomb_refused), T(dtype_nam
           T(binary_sizes_checked), T(error_sentences), T(every_truncation_fails),
           T(corrupted_bodies_never_crash), T(allocation_failures_unwind), T(raw_single_input),
           T(encode_response), T(error_bodies), T(format_f32_exact_cases),
-          T(format_f32_round_trips), T(format_f64_round_trips), T(parse_numbers_match_strtod), T(gzip_and_deflate),
+          T(format_f32_round_trips), T(format_f64_round_trips), T(parse_numbers_match_strtod),
+          T(gzip_and_deflate),
           T(coding_headers))
