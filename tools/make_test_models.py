@@ -125,6 +125,13 @@ def main():
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [t])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "bad_dtype.onnx", False)
 
+    # A node that omits a required input (its first, given as "").
+    g = helper.make_graph(
+        [helper.make_node("ReduceSum", ["", "x"], ["y"], name="reducer")], "omitted",
+        [helper.make_tensor_value_info("x", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "omitted_input.onnx", False)
+
     # A Gather whose constant index is out of range (refused at run time, not a crash).
     g = helper.make_graph(
         [helper.make_node("Gather", ["x", "idx"], ["y"], name="gather", axis=0)], "gather_oob",

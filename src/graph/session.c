@@ -156,15 +156,19 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
             dab_session_free(s);
             return err ? err->code : DAB_EFORMAT;
         }
-        /* ONNX puts required inputs first: an omitted one ("") is a malformed node. */
-        for (int k = 0; k < op->min_inputs && k < gn->n_inputs; k++)
-            if (gn->inputs[k] < 0) {
-                dab_err_set(err, DAB_EFORMAT,
-                            "node '%s' (%s) omits its input %d, which the operator requires",
-                            gn->name, gn->op_type, k);
-                dab_session_free(s);
-                return DAB_EFORMAT;
-            }
+        /* ONNX puts required inputs and outputs first: an omitted one ("") is a malformed
+         * node, refused here so that operators may rely on them. */
+        for (int k = 0; k < op->min_inputs + op->min_outputs; k++) {
+            bool in = k < op->min_inputs;
+            int idx = in ? k : k - op->min_inputs;
+            if ((in ? gn->inputs[idx] : gn->outputs[idx]) >= 0)
+                continue;
+            dab_err_set(err, DAB_EFORMAT,
+                        "node '%s' (%s) omits its %s %d, which the operator requires", gn->name,
+                        gn->op_type, in ? "input" : "output", idx);
+            dab_session_free(s);
+            return DAB_EFORMAT;
+        }
     }
     for (int n = 0; n < g->n_nodes; n++) {
         dab_node_t *node = &s->nodes[n];

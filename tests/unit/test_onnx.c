@@ -214,5 +214,28 @@ TEST(test_tensor_files)
     CHECK(dab_onnx_parse_tensor("\xff\xff\xff", 3, &t, NULL, &e) != 0);
 }
 
-TEST_LIST(T(test_load_mlp), T(test_load_constants_and_external), T(test_refusals),
+/* Inputs the loader fuzzer once crashed on (now refused cleanly). */
+TEST(test_fuzz_regressions)
+{
+    dab_graph_t *g = NULL;
+    dab_err_t e = {0};
+    CHECK_EQ_INT(load("tests/data/fuzz-regressions/loader-omitted-output.onnx", &g, &e), 0);
+    if (g) {
+        dab_session_t *s = NULL;
+        CHECK_EQ_INT(dab_session_create(g, NULL, &s, &e), DAB_EFORMAT);
+        CHECK(strstr(e.msg, "omits its output 0") != NULL);
+        CHECK(s == NULL);
+        dab_graph_free(g);
+    }
+    g = NULL;
+    CHECK_EQ_INT(load(MODELS "omitted_input.onnx", &g, &e), 0);
+    if (g) {
+        dab_session_t *s = NULL;
+        CHECK_EQ_INT(dab_session_create(g, NULL, &s, &e), DAB_EFORMAT);
+        CHECK(strstr(e.msg, "omits its input 0") != NULL);
+        dab_graph_free(g);
+    }
+}
+
+TEST_LIST(T(test_load_mlp), T(test_fuzz_regressions), T(test_load_constants_and_external), T(test_refusals),
           T(test_truncation_and_corruption), T(test_allocation_failures), T(test_tensor_files))
