@@ -385,6 +385,32 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
     MHD_resume_connection(rq->conn);
 }
 
+/* Checks one input's name, datatype and shape against the model's declaration. */
+static int check_input_decl(void *user, const char *name, const dab_tensor_t *t, dab_err_t *err)
+{
+    const dab_graph_t *g = user;
+    const dab_value_t *v = NULL;
+    for (int i = 0; i < g->n_inputs && !v; i++)
+        if (!strcmp(g->values[g->inputs[i]].name, name))
+            v = &g->values[g->inputs[i]];
+    if (!v)
+        return dab_err_set(err, DAB_EINVAL, "the model has no input named '%s'", name);
+    if (v->dtype != DAB_DT_UNDEFINED && t->dtype != v->dtype)
+        return dab_err_set(err, DAB_ETYPE, "input '%s' must be %s, got %s", name,
+                           dab_v2_dtype_name(v->dtype), dab_v2_dtype_name(t->dtype));
+    if (v->rank < 0)
+        return 0;
+    if (t->rank != v->rank)
+        return dab_err_set(err, DAB_ESHAPE, "input '%s' must have %d dimensions, got %d", name,
+                           v->rank, t->rank);
+    for (int d = 0; d < v->rank; d++)
+        if (v->dims[d] >= 0 && t->dims[d] != v->dims[d])
+            return dab_err_set(err, DAB_ESHAPE,
+                               "input '%s' must have %lld at dimension %d, got %lld", name,
+                               (long long)v->dims[d], d, (long long)t->dims[d]);
+    return 0;
+}
+
 /* Checks the decoded inputs against the model and orders them as the graph's. */
 static int bind_inputs(req_t *rq, const dab_graph_t *g)
 {
@@ -421,26 +447,12 @@ static int bind_inputs(req_t *rq, const dab_graph_t *g)
                        rq->model);
             return -1;
         }
-        const dab_tensor_t *t = &in->tensor;
-        if (v->dtype != DAB_DT_UNDEFINED && t->dtype != v->dtype) {
-            set_errorf(rq, 400, "input '%s' must be %s, got %s", v->name,
-                       dab_v2_dtype_name(v->dtype), dab_v2_dtype_name(t->dtype));
+        dab_err_t e = {0};
+        if (check_input_decl((void *)g, v->name, &in->tensor, &e)) {
+            set_error(rq, 400, e.msg);
             return -1;
         }
-        if (v->rank >= 0) {
-            if (t->rank != v->rank) {
-                set_errorf(rq, 400, "input '%s' must have %d dimensions, got %d", v->name,
-                           v->rank, t->rank);
-                return -1;
-            }
-            for (int d = 0; d < v->rank; d++)
-                if (v->dims[d] >= 0 && t->dims[d] != v->dims[d]) {
-                    set_errorf(rq, 400, "input '%s' must have %lld at dimension %d, got %lld",
-                               v->name, (long long)v->dims[d], d, (long long)t->dims[d]);
-                    return -1;
-                }
-        }
-        rq->feed[i] = t;
+        rq->feed[i] = &in->tensor;
     }
     return 0;
 }
@@ -515,9 +527,14 @@ static void infer(req_t *rq, int64_t version)
     }
     if (hlen == 0 || (hlen < 0 && ctype && !strncmp(ctype, "application/octet-stream", 24)))
         rc = decode_raw(rq, g, &err);
-    else
-        rc = dab_v2_request_decode(rq->body.data ? rq->body.data : "", rq->body.len, hlen,
-                                   &s->limits, &rq->v2, &err);
+    else {
+        /* Inputs are checked against the model before their buffers are allocated. */
+        dab_v2_limits_t lim = s->limits;
+        lim.check_input = check_input_decl;
+        lim.check_user = (void *)g;
+        rc = dab_v2_request_decode(rq->body.data ? rq->body.data : "", rq->body.len, hlen, &lim,
+                                   &rq->v2, &err);
+    }
     if (rc) {
         set_error(rq, rc == DAB_ELIMIT ? 413 : http_status(rc) == 500 ? 400 : http_status(rc),
                   err.msg);

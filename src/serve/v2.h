@@ -55,9 +55,14 @@ typedef struct dab_v2_limits {
     int max_inputs;         /* inputs in one request; also bounds the requested outputs */
     size_t max_total_bytes; /* tensor bytes of all inputs together (strings: their bytes
                                plus one dab_str_t per element) */
+    /* Optional: called for each input whose name, datatype and shape are known, before
+     * its data buffer is allocated (the server checks them against the model here).
+     * t has dtype and shape, no data. Non-zero refuses the request with err. */
+    int (*check_input)(void *user, const char *name, const dab_tensor_t *t, dab_err_t *err);
+    void *check_user;
 } dab_v2_limits_t;
 
-/* Fills l with the defaults: 16M elements, rank 12, 64 inputs, 256 MiB. */
+/* Fills l with the defaults: 16M elements, rank 12, 64 inputs, 256 MiB, no input check. */
 void dab_v2_limits_default(dab_v2_limits_t *l);
 
 /* ---------------------------------------------------------------- requests */

@@ -56,6 +56,7 @@ const char *dab_v2_dtype_name(dab_dtype_t dt)
 
 void dab_v2_limits_default(dab_v2_limits_t *l)
 {
+    memset(l, 0, sizeof *l);
     l->max_elements = (int64_t)1 << 24;
     l->max_rank = DAB_MAX_RANK;
     l->max_inputs = 64;
@@ -1070,6 +1071,11 @@ static int store_elem(dec_t *d, in_ctx_t *c, int64_t k)
 static int prepare_tensor(dec_t *d, in_ctx_t *c, bool json_data, size_t text_left)
 {
     dab_tensor_t *t = &c->in->tensor;
+    if (d->lim.check_input && c->in->name) {
+        int rc = d->lim.check_input(d->lim.check_user, c->in->name, t, d->err);
+        if (rc)
+            return rc;
+    }
     char shape[160];
     fmt_shape(t, shape, sizeof shape);
     int64_t numel = 1;

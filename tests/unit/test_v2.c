@@ -1360,6 +1360,43 @@ TEST(coding_headers)
     }
 }
 
+static int g_checked;
+
+static int refuse_big(void *user, const char *name, const dab_tensor_t *t, dab_err_t *err)
+{
+    g_checked++;
+    CHECK(t->data == NULL);
+    if (t->rank != 2 || t->dims[1] != *(const int64_t *)user)
+        return dab_err_set(err, DAB_ESHAPE, "input '%s' must have %lld columns", name,
+                           (long long)*(const int64_t *)user);
+    return 0;
+}
+
+/* The model check runs once per input, before its buffer exists, and its refusal is the
+ * request's error. */
+TEST(input_check_hook)
+{
+    int64_t cols = 2;
+    dab_v2_limits_t lim;
+    dab_v2_limits_default(&lim);
+    lim.check_input = refuse_big;
+    lim.check_user = &cols;
+    const char *ok = "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,2],"
+                     "\"data\":[1,2]}]}";
+    const char *bad = "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,3],"
+                      "\"data\":[1,2,3]}]}";
+    dab_v2_request_t *r = NULL;
+    dab_err_t e = {0};
+    g_checked = 0;
+    CHECK_EQ_INT(dab_v2_request_decode(ok, strlen(ok), -1, &lim, &r, &e), 0);
+    CHECK_EQ_INT(g_checked, 1);
+    dab_v2_request_free(r);
+    r = NULL;
+    CHECK_EQ_INT(dab_v2_request_decode(bad, strlen(bad), -1, &lim, &r, &e), DAB_ESHAPE);
+    CHECK(r == NULL);
+    CHECK(strstr(e.msg, "must have 2 columns") != NULL);
+}
+
 TEST_LIST(T(limits_refused_before_allocation), T(gzip_bomb_refused), T(dtype_names),
           T(roundtrip_every_datatype), T(decode_json_request), T(decode_binary_request),
           T(binary_sizes_checked), T(error_sentences), T(every_truncation_fails),
@@ -1367,4 +1404,4 @@ TEST_LIST(T(limits_refused_before_allocation), T(gzip_bomb_refused), T(dtype_nam
           T(encode_response), T(error_bodies), T(format_f32_exact_cases),
           T(format_f32_round_trips), T(format_f64_round_trips), T(parse_numbers_match_strtod),
           T(gzip_and_deflate),
-          T(coding_headers))
+          T(coding_headers), T(input_check_hook))
