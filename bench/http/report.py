@@ -80,7 +80,8 @@ def main():
     print(f"- load: {meta.get('wrk')} -t{meta.get('wrk_threads')} -c{meta.get('connections')} "
           f"(keep-alive), {meta.get('warmup')} s warm-up then {meta.get('duration')} s recorded, "
           f"--latency; {meta.get('rounds')} rounds, server order rotated each round, each server "
-          f"started fresh per round and alone on the machine (apart from wrk)")
+          f"started fresh per round, with no other benchmark server running; the machine is "
+          f"shared, so other processes' load (the load averages above) adds noise")
     print(f"- **wrk runs on the same {cores} cores as the server** and takes a large share of "
           f"them (see the server CPU column: the rest went to wrk and the kernel's loopback "
           f"path); that is the same for every server, but it caps all of them, nginx most")
@@ -154,6 +155,16 @@ def main():
     r = q(d_p99, nd_p99)
     print(target(f"dabba p99 < Node+onnxruntime p99 ({f(d_p99, 2)} vs {f(nd_p99, 2)} ms)", r, lambda v: v < 1))
     print()
+    if not math.isnan(ng) and ng > 0:
+        parts = []
+        if not math.isnan(fa):
+            parts.append(f"10x FastAPI's = {f(10 * fa)} req/s = {100 * 10 * fa / ng:.0f}% of nginx's")
+        if not math.isnan(nd):
+            parts.append(f"2x Node's = {f(2 * nd)} req/s = {100 * 2 * nd / ng:.0f}% of nginx's")
+        if parts:
+            print("For scale, with nginx's rate as what this machine's HTTP path and wrk allow at all: "
+                  + "; ".join(parts) + ".")
+            print()
 
     img = [s for s in ("dabba_json", "dabba_binary") if runs("image", s)]
     if img:

@@ -50,6 +50,16 @@ static void budget_take(int n)
     pthread_mutex_unlock(&g_budget_mu);
 }
 
+static bool budget_try_take(int n)
+{
+    pthread_mutex_lock(&g_budget_mu);
+    bool ok = g_budget_free >= n;
+    if (ok)
+        g_budget_free -= n;
+    pthread_mutex_unlock(&g_budget_mu);
+    return ok;
+}
+
 static void budget_give(int n)
 {
     pthread_mutex_lock(&g_budget_mu);
@@ -87,8 +97,9 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Runs job on inst (whose session the caller holds) and calls its callback. */
-static int execute(instance_t *inst, dab_job_t *job)
+/* Runs job on inst (whose session the caller holds) and calls its callback. With
+ * budget_held the caller has already taken the instance's compute budget. */
+static int execute_with(instance_t *inst, dab_job_t *job, bool budget_held)
 {
     dab_runner_t *r = inst->r;
     dab_err_t err = {0};
@@ -102,9 +113,11 @@ static int execute(instance_t *inst, dab_job_t *job)
         rc = dab_err_set(&err, DAB_ETIMEDOUT, "the request timed out after waiting %.3f ms in the queue",
                          job->queue_ns / 1e6);
     } else {
-        budget_take(inst->threads);
+        if (!budget_held)
+            budget_take(inst->threads);
         rc = dab_session_run(inst->session, job->inputs, outs, &err);
-        budget_give(inst->threads);
+        if (!budget_held)
+            budget_give(inst->threads);
     }
     uint64_t end = dab_now_ns();
     job->compute_ns = end - start;
@@ -126,6 +139,11 @@ static int execute(instance_t *inst, dab_job_t *job)
     pthread_mutex_unlock(&r->mu);
     job->done(job, rc, rc ? &err : NULL, rc ? NULL : outs);
     return rc;
+}
+
+static int execute(instance_t *inst, dab_job_t *job)
+{
+    return execute_with(inst, job, false);
 }
 
 static void *instance_main(void *arg)
@@ -236,6 +254,33 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
     pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return 0;
+}
+
+bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
+{
+    instance_t *inst = NULL;
+    pthread_mutex_lock(&r->mu);
+    if (!r->stopping && !r->head)
+        for (int i = 0; i < r->n_instances && !inst; i++)
+            if (!r->inst[i].busy && budget_try_take(r->inst[i].threads))
+                inst = &r->inst[i];
+    if (inst) {
+        inst->busy = true;
+        r->stats.in_flight++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!inst)
+        return false;
+    job->next = NULL;
+    job->enqueue_ns = dab_now_ns();
+    execute_with(inst, job, true);
+    budget_give(inst->threads);
+    pthread_mutex_lock(&r->mu);
+    inst->busy = false;
+    r->stats.in_flight--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return true;
 }
 
 int dab_runner_run_sync(dab_runner_t *r, dab_job_t *job, dab_err_t *err)

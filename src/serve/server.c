@@ -80,6 +80,7 @@ typedef struct req {
     char version[32];
     char request_id[128];
     dab_model_version_t *mv;
+    bool suspended; /* the connection waits for an instance thread to resume it */
     dab_v2_request_t *v2;
     dab_job_t job;
     const dab_tensor_t *feed[MAX_IO];
@@ -382,7 +383,8 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
         }
     }
     rq->state = RQ_DONE;
-    MHD_resume_connection(rq->conn);
+    if (rq->suspended)
+        MHD_resume_connection(rq->conn);
 }
 
 /* Checks one input's name, datatype and shape against the model's declaration. */
@@ -551,7 +553,11 @@ static void infer(req_t *rq, int64_t version)
     rq->job.inputs = rq->feed;
     rq->job.done = infer_done;
     rq->job.user = rq;
+    /* An idle instance runs the request right here: nothing to wait for. */
+    if (dab_runner_try_run(runner, &rq->job))
+        return;
     rq->state = RQ_WAITING;
+    rq->suspended = true;
     MHD_suspend_connection(rq->conn);
     if ((rc = dab_runner_submit(runner, &rq->job, &err))) {
         rq->retry_after = rc == DAB_EBUSY;
@@ -843,8 +849,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > s->o.max_body_bytes)
+        unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+        if (clen > s->o.max_body_bytes)
             rq->too_large = true;
+        /* Room for the announced body up front (no regrowing copies), but not more than
+         * a few MiB before the bytes actually arrive. */
+        else if (clen && dab_buf_reserve(&rq->body, (size_t)DAB_MIN(clen, 8ull << 20)))
+            rq->too_large = true; /* refused below as too large rather than dropped */
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
         if (rid)
             snprintf(rq->request_id, sizeof rq->request_id, "%s", rid);
@@ -1015,12 +1026,12 @@ void dab_server_defaults(dab_server_opts_t *o)
     o->repository = "examples/repository";
     o->http_address = "0.0.0.0";
     o->http_port = 8000;
-    o->http_threads = 4;
+    o->http_threads = dab_cpu_count();
     o->threads = 0;
     o->control_mode = DAB_CONTROL_NONE;
     o->poll_secs = 15;
     o->max_body_bytes = 64u << 20;
-    o->max_header_bytes = 64u << 10;
+    o->max_header_bytes = 32u << 10;
     o->max_tensor_elements = 64ll << 20;
     o->max_rank = 8;
     o->max_connections = 1024;
