@@ -86,6 +86,7 @@ struct dab_runner {
     int depth, max_queue;
     bool stopping, cancel;
     int n_instances;
+    int sync_waiting;       /* threads in run_sync / each_session waiting for an instance */
     instance_t *inst;
     dab_runner_stats_t stats; /* guarded by mu */
 };
@@ -178,7 +179,8 @@ static void *instance_main(void *arg)
         pthread_mutex_lock(&r->mu);
         inst->busy = false;
         r->stats.in_flight--;
-        pthread_cond_broadcast(&r->cv);
+        if (r->sync_waiting)
+            pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
@@ -251,7 +253,12 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
         r->head = job;
     r->tail = job;
     r->depth++;
-    pthread_cond_signal(&r->cv);
+    /* With several instances the woken thread may belong to one busy with an inline
+     * run; wake them all so that an idle one takes the job. */
+    if (r->n_instances > 1)
+        pthread_cond_broadcast(&r->cv);
+    else
+        pthread_cond_signal(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return 0;
 }
@@ -278,7 +285,10 @@ bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
     pthread_mutex_lock(&r->mu);
     inst->busy = false;
     r->stats.in_flight--;
-    pthread_cond_broadcast(&r->cv);
+    /* Wake the instance threads only when there is something for them: waking them on
+     * every inline run costs a futex round trip per request. */
+    if (r->head || r->sync_waiting)
+        pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return true;
 }
@@ -287,8 +297,10 @@ int dab_runner_run_sync(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
 {
     instance_t *inst = &r->inst[0];
     pthread_mutex_lock(&r->mu);
+    r->sync_waiting++;
     while (inst->busy)
         pthread_cond_wait(&r->cv, &r->mu);
+    r->sync_waiting--;
     inst->busy = true;
     pthread_mutex_unlock(&r->mu);
     job->enqueue_ns = 0;
@@ -309,8 +321,10 @@ int dab_runner_each_session(dab_runner_t *r,
     for (int i = 0; i < r->n_instances; i++) {
         instance_t *inst = &r->inst[i];
         pthread_mutex_lock(&r->mu);
+        r->sync_waiting++;
         while (inst->busy)
             pthread_cond_wait(&r->cv, &r->mu);
+        r->sync_waiting--;
         inst->busy = true;
         pthread_mutex_unlock(&r->mu);
         budget_take(inst->threads);

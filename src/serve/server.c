@@ -1094,7 +1094,7 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     if ((rc = dab_repo_start(s->repo, err)))
         goto fail;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                     MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)o->http_port);
