@@ -175,5 +175,8 @@ EOF
 cat "$RESULTS/engine.md"
 echo
 echo "bench: wrote $RESULTS/engine.md (raw output: $LOG)"
-BINDIR="$BINDIR" NODE="$NODE" PYTHON="$PYTHON" bench/http/run.sh || status=1  # HTTP serving benchmark
+# The HTTP serving benchmark (SKIP_HTTP=1 leaves it out).
+if [ -z "${SKIP_HTTP:-}" ]; then
+    BINDIR="$BINDIR" NODE="$NODE" PYTHON="$PYTHON" bench/http/run.sh || status=1
+fi
 exit "$status"

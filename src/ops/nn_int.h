@@ -91,7 +91,7 @@ static inline const void *nn_const_data(const dab_node_t *node, int i)
  * waking a second thread costs more than it saves. */
 static inline int nn_dnnl_threads(const dab_exec_ctx_t *ctx, int64_t macs)
 {
-    return dab_par_threads(ctx, macs / 8);
+    return dab_par_threads(ctx, macs / 64);
 }
 
 /* ---- operators (defined in nn_*.c, listed in nn.c) ---- */
