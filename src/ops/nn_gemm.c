@@ -275,7 +275,7 @@ int dab_nn_mm_reshape(dab_node_t *node, dab_err_t *err)
     key.g = *g;
     key.bias = p->use_bias;
     key.packed = cb != NULL;
-    key.threads = nn_dnnl_threads(node->ctx, nb * g->m * g->n * g->k);
+    key.threads = nn_dnnl_threads_gemm(node->ctx, nb * g->m * g->n * g->k);
     nn_cache_entry_t *e = dab_nn_cache_find(&p->cache, &key, sizeof key);
     if (!e) {
         e = dab_nn_cache_insert(&p->cache, &key, sizeof key);

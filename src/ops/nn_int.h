@@ -87,11 +87,19 @@ static inline const void *nn_const_data(const dab_node_t *node, int i)
     return i < node->n_inputs && node->inputs[i] ? node->inputs[i]->data : NULL;
 }
 
-/* OpenMP team for a oneDNN primitive doing `macs` multiply-adds: 1 below ~256k, where
- * waking a second thread costs more than it saves. */
+/* OpenMP team for a oneDNN convolution or pooling doing `macs` multiply-adds: 1 below ~2M,
+ * where waking a second thread (and its share of the reorders) costs more than it saves
+ * (digits_cnn at batch 32: 93 µs on two threads at a 256k threshold, 76 µs at 2M). */
 static inline int nn_dnnl_threads(const dab_exec_ctx_t *ctx, int64_t macs)
 {
     return dab_par_threads(ctx, macs / 64);
+}
+
+/* The same for matrix products: a batch-1 product streams its whole weight matrix, which
+ * two cores read faster than one from about 256k multiply-adds on. */
+static inline int nn_dnnl_threads_gemm(const dab_exec_ctx_t *ctx, int64_t macs)
+{
+    return dab_par_threads(ctx, macs / 8);
 }
 
 /* ---- operators (defined in nn_*.c, listed in nn.c) ---- */
