@@ -15,8 +15,10 @@ DEBUG    ?= 0
 DEB_PACKAGES := build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev \
                 libdnnl-dev libjansson-dev libxxhash-dev libmicrohttpd-dev libsqlite3-dev \
                 libhiredis-dev redis-server python3-numpy clang libclang-rt-14-dev \
-                libonnx-testdata zlib1g-dev python3-prometheus-client \
-                wrk nginx-light python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-torch python3-onnx
+                libonnx-testdata zlib1g-dev python3-prometheus-client
+# Only `make bench`, `make examples` and tools/ need these (peers, load generator, training).
+EXTRA_PACKAGES := wrk nginx-light python3-fastapi python3-uvicorn python3-uvloop \
+                  python3-httptools python3-torch python3-sklearn python3-onnx
 
 ifeq ($(SANITIZE),1)
   BUILD := build/san
@@ -50,7 +52,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BINDIR)/tests/%)
 DEPS     := $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
-.PHONY: all run test unit bench fuzz deps clean examples format
+.PHONY: all run test unit bench fuzz deps extra-deps install-packages clean examples format
 
 all: $(BINDIR)/dabba
 
@@ -81,12 +83,18 @@ $(BINDIR)/tests/%: tests/unit/%.c tests/unit/test.h $(BINDIR)/libdabba.a
 -include $(DEPS)
 
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
 	@# Node.js and npm (for the test oracle) from Debian only when none is installed.
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+
+extra-deps: deps
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(EXTRA_PACKAGES)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 unit: $(UNIT_BIN)
 
@@ -100,14 +108,14 @@ test: deps $(BINDIR)/dabba $(UNIT_BIN) tests/node_modules/onnxruntime-node/packa
 run: deps $(BINDIR)/dabba
 	BINDIR=$(BINDIR) tools/serve_examples.sh
 
-bench: deps $(BINDIR)/dabba tests/node_modules/onnxruntime-node/package.json
+bench: extra-deps $(BINDIR)/dabba tests/node_modules/onnxruntime-node/package.json
 	BINDIR=$(BINDIR) bench/run.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	$(MAKE) -f tests/fuzz/fuzz.mk FUZZ_SECONDS=$(FUZZ_SECONDS) run
 
-examples:
+examples: extra-deps
 	/usr/bin/python3 tools/train_examples.py
 
 format:
