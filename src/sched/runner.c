@@ -89,6 +89,7 @@ struct dab_runner {
     int sync_waiting;       /* threads in run_sync / each_session waiting for an instance */
     instance_t *inst;
     dab_runner_stats_t stats; /* guarded by mu */
+    uint64_t recent_compute_ns; /* moving average of run times; guarded by mu */
 };
 
 static uint64_t wall_ms(void)
@@ -130,6 +131,9 @@ static int execute_with(instance_t *inst, dab_job_t *job, bool budget_held)
         r->stats.success_ns += job->queue_ns + job->compute_ns;
         r->stats.compute_count++;
         r->stats.compute_ns += job->compute_ns;
+        r->recent_compute_ns = r->stats.compute_count == 1
+                                   ? job->compute_ns
+                                   : (r->recent_compute_ns * 7 + job->compute_ns) / 8;
         r->stats.inference_count++;
         r->stats.execution_count++;
         r->stats.last_inference_ms = wall_ms();
@@ -263,11 +267,15 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
     return 0;
 }
 
+#define INLINE_MAX_NS 1000000ull /* runs longer than 1 ms on average go to instance threads */
+
 bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
 {
     instance_t *inst = NULL;
     pthread_mutex_lock(&r->mu);
-    if (!r->stopping && !r->head)
+    /* Only quick models run inline: a long run would stall the other connections that
+     * the calling HTTP thread serves. */
+    if (!r->stopping && !r->head && r->recent_compute_ns < INLINE_MAX_NS)
         for (int i = 0; i < r->n_instances && !inst; i++)
             if (!r->inst[i].busy && budget_try_take(r->inst[i].threads))
                 inst = &r->inst[i];

@@ -78,8 +78,9 @@ int dab_runner_create(const dab_graph_t *g, const dab_runner_opts_t *opts, dab_r
 int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err);
 
 /*
- * Runs job on the calling thread when that costs no waiting: the queue is empty, an
- * instance is idle and its share of the compute budget is free at once. Returns true
+ * Runs job on the calling thread when that costs no waiting and the model is quick (recent
+ * runs under 1 ms on average): the queue is empty, an instance is idle and its share of
+ * the compute budget is free at once. Returns true
  * when it ran (job->done has been called, on this thread, before the return); false
  * when it did not run (nothing happened: submit it instead). Any thread. This saves
  * two thread hand-offs per request for models that do not batch.

@@ -853,8 +853,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (clen > s->o.max_body_bytes)
             rq->too_large = true;
         /* Room for the announced body up front (no regrowing copies), but not more than
-         * a few MiB before the bytes actually arrive. */
-        else if (clen && dab_buf_reserve(&rq->body, (size_t)DAB_MIN(clen, 8ull << 20)))
+         * 1 MiB before the bytes actually arrive. */
+        else if (clen && dab_buf_reserve(&rq->body, (size_t)DAB_MIN(clen, 1ull << 20)))
             rq->too_large = true; /* refused below as too large rather than dropped */
         const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
         if (rid)
