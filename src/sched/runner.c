@@ -86,7 +86,7 @@ struct dab_runner {
     int depth, max_queue;
     bool stopping, cancel;
     int n_instances;
-    int sync_waiting;       /* threads in run_sync / each_session waiting for an instance */
+    int sync_waiting;       /* threads in dab_runner_each_session waiting for an instance */
     instance_t *inst;
     dab_runner_stats_t stats; /* guarded by mu */
     uint64_t recent_compute_ns; /* moving average of run times; guarded by mu */
@@ -301,33 +301,13 @@ bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
     return true;
 }
 
-int dab_runner_run_sync(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
-{
-    instance_t *inst = &r->inst[0];
-    pthread_mutex_lock(&r->mu);
-    r->sync_waiting++;
-    while (inst->busy)
-        pthread_cond_wait(&r->cv, &r->mu);
-    r->sync_waiting--;
-    inst->busy = true;
-    pthread_mutex_unlock(&r->mu);
-    job->enqueue_ns = 0;
-    int rc = execute(inst, job);
-    pthread_mutex_lock(&r->mu);
-    inst->busy = false;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (rc)
-        dab_err_set(err, rc, "run failed");
-    return rc;
-}
-
 int dab_runner_each_session(dab_runner_t *r,
                             int (*fn)(void *user, dab_session_t *s, dab_err_t *err), void *user,
                             dab_err_t *err)
 {
     for (int i = 0; i < r->n_instances; i++) {
         instance_t *inst = &r->inst[i];
+        /* Wait for the instance to be free, then hold it: its thread leaves it alone. */
         pthread_mutex_lock(&r->mu);
         r->sync_waiting++;
         while (inst->busy)

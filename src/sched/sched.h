@@ -87,12 +87,6 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err);
  */
 bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job);
 
-/*
- * Runs one job on the calling thread with instance 0's session (warm-up, CLI), bypassing
- * the queue; waits for that instance to be free. Returns the run's result.
- */
-int dab_runner_run_sync(dab_runner_t *r, dab_job_t *job, dab_err_t *err);
-
 void dab_runner_stats(dab_runner_t *r, dab_runner_stats_t *out);
 
 /*
