@@ -102,6 +102,7 @@ int dab_cmd_serve(int argc, char **argv)
         {"--max-rank", "DABBA_MAX_RANK", OPT_INT, &so.max_rank, "dimensions per input tensor (8)"},
         {"--max-connections", "DABBA_MAX_CONNECTIONS", OPT_INT, &so.max_connections, "open connections (1024)"},
         {"--idle-timeout-secs", "DABBA_IDLE_TIMEOUT_SECS", OPT_INT, &so.idle_timeout_secs, "close silent connections (60)"},
+        {"--request-timeout-secs", "DABBA_REQUEST_TIMEOUT_SECS", OPT_INT, &so.request_timeout_secs, "drop bodies still arriving after (60)"},
         {"--max-queue", "DABBA_MAX_QUEUE", OPT_INT, &so.max_queue, "queued requests per model version (1024)"},
     };
     const int n_opts = (int)DAB_ARRAY_LEN(opts);

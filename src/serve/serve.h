@@ -33,6 +33,7 @@ typedef struct dab_server_opts {
     int max_rank;
     int max_connections;
     int idle_timeout_secs;       /* a connection silent this long is closed */
+    int request_timeout_secs;    /* a body still arriving after this long is dropped */
     int max_queue;               /* per model version */
 } dab_server_opts_t;
 

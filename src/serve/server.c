@@ -866,6 +866,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_size) {
+        /* A body trickling in (slowloris) is cut off once the request is too old. */
+        if (s->o.request_timeout_secs > 0 &&
+            dab_now_ns() - rq->start_ns > (uint64_t)s->o.request_timeout_secs * 1000000000ull) {
+            dab_log_limited(DAB_LOG_WARN, "request_timeout", 10, "request_timeout",
+                            DAB_F_STR("path", rq->path), DAB_F_UINT("bytes_in", rq->bytes_in));
+            return MHD_NO;
+        }
         rq->bytes_in += *upload_size;
         if (!rq->too_large) {
             if (rq->body.len + *upload_size > s->o.max_body_bytes ||
@@ -1036,6 +1043,7 @@ void dab_server_defaults(dab_server_opts_t *o)
     o->max_rank = 8;
     o->max_connections = 1024;
     o->idle_timeout_secs = 60;
+    o->request_timeout_secs = 60;
     o->max_queue = 1024;
 }
 

@@ -441,7 +441,8 @@ def test_explicit_mode():
 
 
 def test_overload_and_timeouts():
-    s = Server(EXAMPLES, "--threads", "1", "--max-queue", "1", "--idle-timeout-secs", "1")
+    s = Server(EXAMPLES, "--threads", "1", "--max-queue", "1", "--idle-timeout-secs", "1",
+               "--request-timeout-secs", "2")
     try:
         check("overload: server ready", s.wait_ready())
         big = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [512, 1, 8, 8],
@@ -476,6 +477,19 @@ def test_overload_and_timeouts():
         check("timeout: a stalled request is closed", data == b"" and time.time() - t0 < 8, f"{data[:80]} after {time.time() - t0:.1f}s")
         sock.close()
         check("timeout: the server still serves", s.request("GET", "/v2/health/live")[0] == 200)
+        # A body trickling in one byte at a time (never idle) is cut off by the request timeout.
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        sock.sendall(b"POST /v2/models/digits_mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        t0 = time.time()
+        closed = False
+        try:
+            while time.time() - t0 < 8:
+                sock.sendall(b" ")
+                time.sleep(0.3)
+        except OSError:
+            closed = True
+        check("timeout: a trickling body is cut off", closed and time.time() - t0 < 6, f"closed={closed} after {time.time() - t0:.1f}s")
+        sock.close()
     finally:
         check("overload: clean exit", s.stop() == 0)
 
