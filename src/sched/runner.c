@@ -328,6 +328,21 @@ int dab_runner_each_session(dab_runner_t *r,
     return 0;
 }
 
+void dab_runner_cancel_queued(dab_runner_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    dab_job_t *j = r->head;
+    r->head = r->tail = NULL;
+    r->depth = 0;
+    pthread_mutex_unlock(&r->mu);
+    for (dab_job_t *next; j; j = next) {
+        next = j->next;
+        dab_err_t err;
+        dab_err_set(&err, DAB_ECANCELED, "the server is shutting down");
+        j->done(j, DAB_ECANCELED, &err, NULL);
+    }
+}
+
 void dab_runner_stats(dab_runner_t *r, dab_runner_stats_t *out)
 {
     pthread_mutex_lock(&r->mu);

@@ -89,6 +89,10 @@ bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job);
 
 void dab_runner_stats(dab_runner_t *r, dab_runner_stats_t *out);
 
+/* Fails every queued (not yet running) job with ECANCELED, on the calling thread; the
+ * runner keeps taking new jobs. Any thread but an instance's own. */
+void dab_runner_cancel_queued(dab_runner_t *r);
+
 /*
  * Calls fn once on every instance's session (warm-up), waiting for each instance to be
  * free. Stops at the first failure and returns it. Any thread but an instance's own.

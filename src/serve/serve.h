@@ -54,8 +54,13 @@ int dab_server_wait_idle(dab_server_t *s, int timeout_ms);
 /* Rescans the repository (SIGHUP). */
 int dab_server_rescan(dab_server_t *s, dab_err_t *err);
 
-/* Stops the HTTP daemon, unloads every model and frees the server. */
-void dab_server_stop(dab_server_t *s);
+/*
+ * Stops the HTTP daemon, unloads every model and frees the server. Requests still queued
+ * are answered 503 first. Returns 0, or the number of requests still running after a
+ * short grace (a model run cannot be interrupted): the server is then left as it is, for
+ * the process to exit without running its own teardown.
+ */
+int dab_server_stop(dab_server_t *s);
 
 /* The port actually bound (useful with port 0). */
 int dab_server_port(const dab_server_t *s);

@@ -1160,12 +1160,41 @@ int dab_server_rescan(dab_server_t *s, dab_err_t *err)
     return dab_repo_rescan(s->repo, err);
 }
 
-void dab_server_stop(dab_server_t *s)
+/* Answers every queued inference request with 503 (their connections resume). */
+static void cancel_queued(dab_server_t *s)
+{
+    dab_repo_status_t st;
+    if (dab_repo_status(s->repo, &st))
+        return;
+    for (int i = 0; i < st.n_models; i++)
+        for (int k = 0; k < st.models[i].n_versions; k++) {
+            dab_model_version_t *mv =
+                dab_repo_acquire(s->repo, st.models[i].name, st.models[i].versions[k].version, NULL);
+            if (!mv)
+                continue;
+            dab_runner_t *r = dab_model_version_runner(mv);
+            if (r)
+                dab_runner_cancel_queued(r);
+            dab_model_version_release(mv);
+        }
+    dab_repo_status_free(&st);
+}
+
+int dab_server_stop(dab_server_t *s)
 {
     if (!s)
-        return;
+        return 0;
+    /* libmicrohttpd must not be stopped with suspended connections: answer the queued
+     * requests, give running ones a moment, and otherwise leave everything to exit(). */
+    if (atomic_load(&s->in_flight) > 0) {
+        cancel_queued(s);
+        int left = dab_server_wait_idle(s, 2000);
+        if (left > 0)
+            return left;
+    }
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     dab_repo_close(s->repo);
     dab_free(s);
+    return 0;
 }

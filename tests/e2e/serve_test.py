@@ -518,6 +518,49 @@ def test_sighup_rescan():
         shutil.rmtree(tmp)
 
 
+def test_drain_timeout():
+    # More queued work than --exit-timeout-secs allows: the requests still queued are
+    # answered 503 at exit, none is dropped without an answer, and the exit status is 0.
+    s = Server(EXAMPLES, "--threads", "1", "--exit-timeout-secs", "1")
+    if not s.wait_ready():
+        check("drain timeout: server ready", False)
+        s.stop()
+        return
+    body = json.dumps({"inputs": [{"name": "image", "datatype": "FP32", "shape": [4096, 1, 8, 8],
+                                   "data": np.tile(PIXELS, (10, 1))[:4096].flatten().tolist()}]})
+    results = []
+
+    def client():
+        try:
+            st, _, _ = s.request("POST", "/v2/models/digits_cnn/infer", body)
+            results.append(st)
+        except Exception as e:
+            results.append(repr(e)[:60])
+    n = 48
+    ts = [threading.Thread(target=client) for _ in range(n)]
+    for t in ts:
+        t.start()
+    # SIGTERM once the server holds every request (counted in flight; /metrics adds one),
+    # so that none of them is a new connection refused by the drain.
+    import re
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = re.search(rb"^dabba_inflight_requests (\d+)", s.request("GET", "/metrics")[2], re.M)
+        if m and int(m.group(1)) >= n + 1:
+            break
+        time.sleep(0.01)
+    s.proc.send_signal(signal.SIGTERM)
+    for t in ts:
+        t.join()
+    rc = s.proc.wait(40)
+    check("drain timeout: every request answered 200 or 503", len(results) == n and
+          all(r in (200, 503) for r in results), str(results))
+    stopped = [l for l in s.lines() if l.get("event") == "stopped"]
+    check("drain timeout: logged what was left", stopped and "unfinished_requests" in stopped[-1],
+          str(stopped))
+    check("drain timeout: exit status 0", rc == 0, str(rc))
+
+
 def main():
     s = Server(EXAMPLES)
     try:
@@ -534,6 +577,7 @@ def main():
     test_sighup_rescan()
     test_hot_swap()
     test_drain()
+    test_drain_timeout()
     print(f"test_serve: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
