@@ -374,12 +374,6 @@ fail:
     return rc;
 }
 
-static void ew_exit(dab_node_t *node)
-{
-    dab_free(node->priv);
-    node->priv = NULL;
-}
-
 /* ---- shared checks ---- */
 
 static int need_input(const dab_node_t *node, int i, const char *what, dab_err_t *err)
@@ -762,7 +756,7 @@ static int ew_compute(dab_node_t *node, dab_err_t *err)
 /* One definition: name, opsets [since, until], dtypes of input dtin, input count range. */
 #define EW_DEF(name, since, until, mask, dtin, min_in, max_in)                                \
     {"", name, since, until, mask, dtin, min_in, max_in, 1, 1, ew_init, ew_reshape,           \
-     ew_compute, ew_exit}
+     ew_compute, dab_op_free_priv}
 
 /* Binary ops: before 7 with the broadcast/axis attributes, from 7 numpy broadcasting. */
 #define EW_BIN2(name, mask) EW_DEF(name, 1, 6, mask, 0, 2, 2), EW_DEF(name, 7, 0, mask, 0, 2, 2)

@@ -197,8 +197,8 @@ const dab_op_def_t dab_ops_nn[] = {
     {"", "GlobalAveragePool", 1, 0, T_FLOATS, 0, 1, 1, 1, 1, NULL, dab_nn_global_reshape,
      dab_nn_global_avg_compute, NULL},
     {"", "BatchNormalization", 1, 13, T_FLOATS, 0, 5, 5, 1, 5, dab_nn_bn_init, dab_nn_bn_reshape,
-     dab_nn_bn_compute, dab_nn_bn_exit},
+     dab_nn_bn_compute, dab_op_free_priv},
     {"", "BatchNormalization", 14, 0, T_FLOATS, 0, 5, 5, 1, 3, dab_nn_bn_init, dab_nn_bn_reshape,
-     dab_nn_bn_compute, dab_nn_bn_exit},
+     dab_nn_bn_compute, dab_op_free_priv},
     {0},
 };

@@ -127,6 +127,5 @@ int dab_nn_global_avg_compute(dab_node_t *node, dab_err_t *err);
 int dab_nn_bn_init(dab_node_t *node, dab_err_t *err);
 int dab_nn_bn_reshape(dab_node_t *node, dab_err_t *err);
 int dab_nn_bn_compute(dab_node_t *node, dab_err_t *err);
-void dab_nn_bn_exit(dab_node_t *node);
 
 #endif

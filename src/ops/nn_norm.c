@@ -45,12 +45,6 @@ int dab_nn_bn_init(dab_node_t *node, dab_err_t *err)
     return 0;
 }
 
-void dab_nn_bn_exit(dab_node_t *node)
-{
-    dab_free(node->priv);
-    node->priv = NULL;
-}
-
 static const char *const g_param_names[] = {"scale", "B", "input_mean", "input_var"};
 
 int dab_nn_bn_reshape(dab_node_t *node, dab_err_t *err)

@@ -145,6 +145,9 @@ int dab_norm_axis(int64_t axis, int rank, const char *what, int *out, dab_err_t 
 int dab_read_ints(const dab_tensor_t *t, const char *what, int64_t *vals, int max, int *n,
                   dab_err_t *err);
 
+/* An exit that frees node->priv (a single dab_malloc'd block). */
+void dab_op_free_priv(dab_node_t *node);
+
 /* Number of OpenMP threads to use for `work` elementary operations (1 when small). */
 int dab_par_threads(const dab_exec_ctx_t *ctx, int64_t work);
 

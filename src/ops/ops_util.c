@@ -80,6 +80,12 @@ int dab_read_ints(const dab_tensor_t *t, const char *what, int64_t *vals, int ma
     return 0;
 }
 
+void dab_op_free_priv(dab_node_t *node)
+{
+    dab_free(node->priv);
+    node->priv = NULL;
+}
+
 int dab_par_threads(const dab_exec_ctx_t *ctx, int64_t work)
 {
     /* Below ~32k elementary operations a fork/join costs more than it saves. */

@@ -588,12 +588,6 @@ static int red_init(dab_node_t *node, dab_err_t *err)
     return 0;
 }
 
-static void red_exit(dab_node_t *node)
-{
-    dab_free(node->priv);
-    node->priv = NULL;
-}
-
 /* Fills pl from x's shape and the reduced-axis mask; see the top comment. */
 static void red_make_plan(const dab_tensor_t *x, const bool *red, red_plan_t *pl)
 {
@@ -655,9 +649,6 @@ static int red_reshape(dab_node_t *node, dab_err_t *err)
     red_priv_t *p = node->priv;
     const dab_tensor_t *x = node->inputs[0];
     dab_tensor_t *y = node->outputs[0];
-    if (!(DAB_DTM(x->dtype) & node->op->dtypes))
-        return dab_err_set(err, DAB_EUNSUPPORTED, "input 'data' of type %s is not supported",
-                           dab_dtype_name(x->dtype));
 
     int64_t axes[DAB_MAX_RANK];
     int n_axes = 0;
@@ -768,13 +759,13 @@ static int red_compute(dab_node_t *node, dab_err_t *err)
 /* A reduction row: opsets [since, until], max inputs 1 (axes attribute) or 2 (axes input). */
 #define RED_OP(name, since, until, dts, max_in)                                              \
     {"", name, since, until, dts, 0, 1, max_in, 1, 1, red_init, red_reshape, red_compute,    \
-     red_exit}
+     dab_op_free_priv}
 #define ARG_OP(name)                                                                         \
     {"", name, 1, 0, DAB_DTM_NUMERIC, 0, 1, 1, 1, 1, dab_reduce_arg_init,                    \
-     dab_reduce_arg_reshape, dab_reduce_arg_compute, dab_reduce_arg_exit}
+     dab_reduce_arg_reshape, dab_reduce_arg_compute, dab_op_free_priv}
 #define SOFTMAX_OP(name, since, until)                                                       \
     {"", name, since, until, SOFTMAX_DT, 0, 1, 1, 1, 1, dab_reduce_softmax_init,             \
-     dab_reduce_softmax_reshape, dab_reduce_softmax_compute, dab_reduce_softmax_exit}
+     dab_reduce_softmax_reshape, dab_reduce_softmax_compute, dab_op_free_priv}
 
 const dab_op_def_t dab_ops_reduce[] = {
     RED_OP("ReduceSum", 1, 12, RED_DT, 1),

@@ -33,19 +33,10 @@ int dab_reduce_arg_init(dab_node_t *node, dab_err_t *err)
     return 0;
 }
 
-void dab_reduce_arg_exit(dab_node_t *node)
-{
-    dab_free(node->priv);
-    node->priv = NULL;
-}
-
 int dab_reduce_arg_reshape(dab_node_t *node, dab_err_t *err)
 {
     arg_priv_t *p = node->priv;
     const dab_tensor_t *x = node->inputs[0];
-    if (!(DAB_DTM(x->dtype) & node->op->dtypes))
-        return dab_err_set(err, DAB_EUNSUPPORTED, "input 'data' of type %s is not supported",
-                           dab_dtype_name(x->dtype));
     int axis;
     int rc = dab_norm_axis(p->axis_attr, x->rank, "attribute 'axis'", &axis, err);
     if (rc)

@@ -37,14 +37,12 @@
 int dab_reduce_arg_init(dab_node_t *node, dab_err_t *err);
 int dab_reduce_arg_reshape(dab_node_t *node, dab_err_t *err);
 int dab_reduce_arg_compute(dab_node_t *node, dab_err_t *err);
-void dab_reduce_arg_exit(dab_node_t *node);
 
 /* The operator callbacks of Softmax / LogSoftmax / Hardmax (reduce_softmax.c); contracts as
  * in ops.h. */
 int dab_reduce_softmax_init(dab_node_t *node, dab_err_t *err);
 int dab_reduce_softmax_reshape(dab_node_t *node, dab_err_t *err);
 int dab_reduce_softmax_compute(dab_node_t *node, dab_err_t *err);
-void dab_reduce_softmax_exit(dab_node_t *node);
 
 static inline float dab_red_bits_f32(uint32_t i)
 {

@@ -42,19 +42,10 @@ int dab_reduce_softmax_init(dab_node_t *node, dab_err_t *err)
     return 0;
 }
 
-void dab_reduce_softmax_exit(dab_node_t *node)
-{
-    dab_free(node->priv);
-    node->priv = NULL;
-}
-
 int dab_reduce_softmax_reshape(dab_node_t *node, dab_err_t *err)
 {
     sm_priv_t *p = node->priv;
     const dab_tensor_t *x = node->inputs[0];
-    if (!(DAB_DTM(x->dtype) & node->op->dtypes))
-        return dab_err_set(err, DAB_EUNSUPPORTED, "input of type %s is not supported",
-                           dab_dtype_name(x->dtype));
     int r = x->rank;
     p->outer = 1;
     p->n = 1;
