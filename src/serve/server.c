@@ -488,7 +488,9 @@ static int decode_raw(req_t *rq, const dab_graph_t *g, dab_err_t *err)
             known *= dims[d];
         }
     }
-    size_t unit = (size_t)known * esize;
+    size_t unit;
+    if (dab_mul_size((size_t)known, esize, &unit))
+        return dab_err_set(err, DAB_ERANGE, "input '%s' is too large", v->name);
     if (free_axis >= 0) {
         if (!unit || rq->body.len % unit)
             return dab_err_set(err, DAB_EINVAL,
@@ -704,28 +706,33 @@ static void dispatch(req_t *rq)
 {
     dab_server_t *s = rq->srv;
     bool get = !strcmp(rq->method, "GET"), post = !strcmp(rq->method, "POST");
-    char *copy = dab_strdup(rq->path);
+    /* Every route fits in a small buffer; a longer path is no route (404 below). */
+    char copy[1024];
     char *seg[10];
-    int n = copy ? split_path(copy, seg, 10) : -1;
+    int n = -1;
+    if (strlen(rq->path) < sizeof copy) {
+        memcpy(copy, rq->path, strlen(rq->path) + 1);
+        n = split_path(copy, seg, 10);
+    }
     if (rq->too_large) {
         rq->endpoint = "too_large";
         set_errorf(rq, 413, "the request body exceeds the limit of %zu bytes", s->o.max_body_bytes);
-        goto done;
+        return;
     }
     if (n == 1 && !strcmp(seg[0], "metrics") && get) {
         rq->endpoint = "metrics";
         metrics(rq);
-        goto done;
+        return;
     }
     if (n < 1 || strcmp(seg[0], "v2")) {
         rq->endpoint = "unknown";
         set_errorf(rq, 404, "no such endpoint: %s %s", rq->method, rq->path);
-        goto done;
+        return;
     }
     if (n == 1 && get) {
         rq->endpoint = "server_metadata";
         server_metadata(rq);
-        goto done;
+        return;
     }
     if (n == 3 && !strcmp(seg[1], "health") && get) {
         rq->endpoint = "health";
@@ -735,7 +742,7 @@ static void dispatch(req_t *rq)
             set_empty(rq, !atomic_load(&s->draining) && dab_repo_ready(s->repo) ? 200 : 503);
         else
             set_errorf(rq, 404, "no such endpoint: %s", rq->path);
-        goto done;
+        return;
     }
     if (n >= 2 && !strcmp(seg[1], "repository")) {
         rq->endpoint = "repository";
@@ -750,18 +757,18 @@ static void dispatch(req_t *rq)
         } else {
             set_errorf(rq, 404, "no such endpoint: %s", rq->path);
         }
-        goto done;
+        return;
     }
     if (n >= 2 && !strcmp(seg[1], "models")) {
         if (n == 2 && get) {
             rq->endpoint = "models";
             models_list(rq);
-            goto done;
+            return;
         }
         if (n == 3 && !strcmp(seg[2], "stats") && get) {
             rq->endpoint = "stats";
             model_stats(rq, NULL, 0);
-            goto done;
+            return;
         }
         snprintf(rq->model, sizeof rq->model, "%s", seg[2]);
         int64_t version = 0;
@@ -769,7 +776,7 @@ static void dispatch(req_t *rq)
         if (n >= 5 && !strcmp(seg[3], "versions")) {
             if (!parse_version(seg[4], &version)) {
                 set_errorf(rq, 400, "version '%s' is not a positive integer", seg[4]);
-                goto done;
+                return;
             }
             snprintf(rq->version, sizeof rq->version, "%lld", (long long)version);
             rest = 5;
@@ -777,7 +784,7 @@ static void dispatch(req_t *rq)
         const char *action = n > rest ? seg[rest] : "";
         if (n > rest + 1) {
             set_errorf(rq, 404, "no such endpoint: %s", rq->path);
-            goto done;
+            return;
         }
         if (!strcmp(action, "infer")) {
             rq->endpoint = "infer";
@@ -785,16 +792,16 @@ static void dispatch(req_t *rq)
                 set_error(rq, 405, "infer takes POST");
             else
                 infer(rq, version);
-            goto done;
+            return;
         }
         if (!get) {
             set_errorf(rq, 405, "%s takes GET", action[0] ? action : "model metadata");
-            goto done;
+            return;
         }
         if (!strcmp(action, "stats")) {
             rq->endpoint = "stats";
             model_stats(rq, rq->model, version);
-            goto done;
+            return;
         }
         dab_err_t err = {0};
         dab_model_version_t *mv = dab_repo_acquire(s->repo, rq->model, version, &err);
@@ -818,12 +825,10 @@ static void dispatch(req_t *rq)
             set_errorf(rq, 404, "no such endpoint: %s", rq->path);
         }
         dab_model_version_release(mv);
-        goto done;
+        return;
     }
     rq->endpoint = "unknown";
     set_errorf(rq, 404, "no such endpoint: %s %s", rq->method, rq->path);
-done:
-    dab_free(copy);
 }
 
 /* ---- libmicrohttpd callbacks ---- */
