@@ -2,7 +2,8 @@
  * shape.c - the shape / data-movement operator family: its table
  * (dab_ops_shape) and the ops that only relabel a shape or produce small
  * tensors: Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout (inference),
- * Shape, Size, Constant, ConstantOfShape and Range.
+ * Shape, Size, ConstantOfShape and Range. (Constant nodes never reach a session: the
+ * loader turns them into constant values.)
  *
  * The ops that move data with strides live in shape_copy.c, Pad in shape_pad.c,
  * Cast and CastLike in shape_cast.c; shape_int.h ties them together. Elements
@@ -304,91 +305,6 @@ static int size_compute(dab_node_t *node, dab_err_t *err)
 }
 
 /* ------------------------------------------------------------------ */
-/* Constant                                                            */
-/* ------------------------------------------------------------------ */
-
-static const char *const g_const_attrs[] = {
-    "value", "value_float", "value_floats", "value_int", "value_ints",
-    "value_string", "value_strings", "sparse_value",
-};
-
-/* The one value attribute of a Constant node. */
-static int constant_attr(const dab_node_t *node, const dab_attr_t **out, dab_err_t *err)
-{
-    const dab_attr_t *found = NULL;
-    for (size_t i = 0; i < DAB_ARRAY_LEN(g_const_attrs); i++) {
-        const dab_attr_t *a = dab_attr_find(node, g_const_attrs[i]);
-        if (!a)
-            continue;
-        if (found)
-            return dab_err_set(err, DAB_EINVAL, "attributes %s and %s are both set", found->name,
-                               a->name);
-        found = a;
-    }
-    if (!found)
-        return dab_err_set(err, DAB_EINVAL, "no value attribute is set");
-    const char *n = found->name;
-    if (!strcmp(n, "value_string") || !strcmp(n, "value_strings") || !strcmp(n, "sparse_value"))
-        return dab_err_set(err, DAB_EUNSUPPORTED, "attribute %s is not supported", n);
-    if (!strcmp(n, "value")) {
-        if (found->type != DAB_ATTR_TENSOR || !found->t)
-            return dab_err_set(err, DAB_EINVAL, "attribute value must be a tensor");
-        dab_dtype_t dt = found->t->dtype;
-        if (dt == DAB_DT_STRING || !dab_cast_supported(dt, dt))
-            return dab_err_set(err, DAB_EUNSUPPORTED, "a %s constant is not supported",
-                               dab_dtype_name(found->t->dtype));
-    }
-    *out = found;
-    return 0;
-}
-
-static int constant_init(dab_node_t *node, dab_err_t *err)
-{
-    const dab_attr_t *a;
-    return constant_attr(node, &a, err);
-}
-
-static int constant_reshape(dab_node_t *node, dab_err_t *err)
-{
-    const dab_attr_t *a;
-    int rc = constant_attr(node, &a, err);
-    if (rc)
-        return rc;
-    const char *n = a->name;
-    int64_t len;
-    if (!strcmp(n, "value"))
-        return dab_shp_set_out(node, 0, a->t->dtype, a->t->rank, a->t->dims, err);
-    if (!strcmp(n, "value_float"))
-        return dab_shp_set_out(node, 0, DAB_DT_FLOAT, 0, NULL, err);
-    if (!strcmp(n, "value_int"))
-        return dab_shp_set_out(node, 0, DAB_DT_INT64, 0, NULL, err);
-    len = a->n;
-    return dab_shp_set_out(node, 0, strcmp(n, "value_floats") ? DAB_DT_INT64 : DAB_DT_FLOAT, 1,
-                           &len, err);
-}
-
-static int constant_compute(dab_node_t *node, dab_err_t *err)
-{
-    const dab_attr_t *a;
-    int rc = constant_attr(node, &a, err);
-    if (rc)
-        return rc;
-    void *o = node->outputs[0]->data;
-    const char *n = a->name;
-    if (!strcmp(n, "value"))
-        dab_copy_bytes(o, a->t->data, dab_tensor_bytes(a->t), node->ctx);
-    else if (!strcmp(n, "value_float"))
-        *(float *)o = a->f;
-    else if (!strcmp(n, "value_int"))
-        *(int64_t *)o = a->i;
-    else if (!strcmp(n, "value_floats") && a->n > 0)
-        memcpy(o, a->floats, sizeof(float) * (size_t)a->n);
-    else if (a->n > 0)
-        memcpy(o, a->ints, sizeof(int64_t) * (size_t)a->n);
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* ConstantOfShape                                                     */
 /* ------------------------------------------------------------------ */
 
@@ -591,8 +507,6 @@ const dab_op_def_t dab_ops_shape[] = {
      NULL, dropout_reshape, dropout_compute, NULL},
     {"", "Shape", 1, 0, DTM_SHAPE_OF, 0, 1, 1, 1, 1, NULL, shape_reshape, shape_compute, NULL},
     {"", "Size", 1, 0, DTM_SHAPE_OF, 0, 1, 1, 1, 1, NULL, size_reshape, size_compute, NULL},
-    {"", "Constant", 1, 0, 0, -1, 0, 0, 1, 1,
-     constant_init, constant_reshape, constant_compute, NULL},
     {"", "ConstantOfShape", 9, 0, DTM_I64, 0, 1, 1, 1, 1, cos_init, cos_reshape, cos_compute, NULL},
     {"", "Range", 11, 0, DTM_RANGE, 0, 3, 3, 1, 1, NULL, range_reshape, range_compute, NULL},
     {"", "Transpose", 1, 0, DAB_DTM_MOVE, 0, 1, 1, 1, 1, EXT(transpose)},
