@@ -728,10 +728,8 @@ int dab_onnx_load_buffer(const void *buf, size_t len, const char *base_dir, dab_
         rc = dab_err_set(err, DAB_EFORMAT, "the ONNX model has no graph");
         goto done;
     }
-    if (mp->n_functions) {
-        /* Local functions are only a problem when a node calls one; keep going and let
-         * the unknown op be reported by name. */
-    }
+    /* Model-local functions are not expanded: a node that calls one is reported as an
+     * unknown operator by name. */
     g = dab_graph_new(mp->graph->name);
     if (!g) {
         rc = dab_err_set(err, DAB_ENOMEM, "out of memory");

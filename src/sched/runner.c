@@ -101,7 +101,7 @@ static uint64_t wall_ms(void)
 
 /* Runs job on inst (whose session the caller holds) and calls its callback. With
  * budget_held the caller has already taken the instance's compute budget. */
-static int execute_with(instance_t *inst, dab_job_t *job, bool budget_held)
+static void execute(instance_t *inst, dab_job_t *job, bool budget_held)
 {
     dab_runner_t *r = inst->r;
     dab_err_t err = {0};
@@ -143,12 +143,6 @@ static int execute_with(instance_t *inst, dab_job_t *job, bool budget_held)
     }
     pthread_mutex_unlock(&r->mu);
     job->done(job, rc, rc ? &err : NULL, rc ? NULL : outs);
-    return rc;
-}
-
-static int execute(instance_t *inst, dab_job_t *job)
-{
-    return execute_with(inst, job, false);
 }
 
 static void *instance_main(void *arg)
@@ -179,7 +173,7 @@ static void *instance_main(void *arg)
         inst->busy = true;
         r->stats.in_flight++;
         pthread_mutex_unlock(&r->mu);
-        execute(inst, job);
+        execute(inst, job, false);
         pthread_mutex_lock(&r->mu);
         inst->busy = false;
         r->stats.in_flight--;
@@ -288,7 +282,7 @@ bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
         return false;
     job->next = NULL;
     job->enqueue_ns = dab_now_ns();
-    execute_with(inst, job, true);
+    execute(inst, job, true);
     budget_give(inst->threads);
     pthread_mutex_lock(&r->mu);
     inst->busy = false;
