@@ -1081,6 +1081,12 @@ static void register_metrics(dab_server_t *s)
 int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *err)
 {
     *out = NULL;
+    if (o->http_port < 0 || o->http_port > 65535)
+        return dab_err_set(err, DAB_EINVAL, "--http-port %d is not a TCP port (0-65535)",
+                           o->http_port);
+    if (o->max_connections < 1 || o->max_body_bytes < 1)
+        return dab_err_set(err, DAB_EINVAL,
+                           "--max-connections and --max-body-bytes must be at least 1");
     dab_server_t *s = dab_calloc(1, sizeof *s);
     if (!s)
         return dab_err_set(err, DAB_ENOMEM, "out of memory");

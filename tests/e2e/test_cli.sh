@@ -58,5 +58,11 @@ check "perf runs without heap allocation" contains "$tmp/perf" "heap allocations
 "$D" perf $M/mlp.onnx --batch 0 >/dev/null 2>&1
 check "perf refuses batch 0" test $? = 2
 
+"$D" serve --repository examples/repository --http-port 70000 >"$tmp/err6" 2>&1
+check "serve refuses a port out of range" test $? = 1
+check "the port error names the flag" contains "$tmp/err6" "http-port 70000"
+"$D" serve --http-port abc >"$tmp/err7" 2>&1
+check "serve refuses a non-numeric flag value" test $? = 2
+
 echo "test_cli: $passed passed, $failed failed"
 [ "$failed" = 0 ]
