@@ -20,7 +20,7 @@ static void usage(FILE *f)
             "  perf MODEL [--batch N] [--threads T] [--iterations K] [--warmup K]\n"
             "      [--dim NAME=VALUE]           latency and throughput on generated inputs\n"
             "  conformance DIR...               run ONNX backend-test folders\n"
-            "      [--threads T] [--verbose]\n");
+            "      [--threads T] [--timeout S] [--no-fork] [--known-bad FILE]\n");
 }
 
 int dab_cli_int(const char *flag, const char *value, int min, int max)
