@@ -588,6 +588,11 @@ static void *control_main(void *arg)
 static void repo_control(req_t *rq, bool unload)
 {
     rq->unload = unload;
+    if (rq->body.len > 2 * (size_t)DAB_REPO_MAX_CONFIG_BYTES) {
+        set_errorf(rq, 413, "a repository request body is at most %d bytes",
+                   2 * DAB_REPO_MAX_CONFIG_BYTES);
+        return;
+    }
     if (!unload && rq->body.len) {
         json_error_t je;
         json_t *j = json_loadb(rq->body.data, rq->body.len, 0, &je);

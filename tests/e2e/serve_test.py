@@ -426,6 +426,8 @@ def test_explicit_mode():
         check("explicit: a bad config is refused naming the field", st == 400 and b"instance_group" in data, f"{st} {data[:200]}")
         st, _, data = s.request("POST", "/v2/models/digits_mlp/infer", infer_body(PIXELS[:1]))
         check("explicit: a refused config leaves the model serving", st == 200, f"{st} {data[:200]}")
+        st, _, data = s.request("POST", "/v2/repository/models/digits_mlp/load", b" " * (3 << 20))
+        check("explicit: an oversized load body is 413", st == 413, f"{st} {data[:200]}")
         st, _, data = s.request("POST", "/v2/repository/models/nope/load", "")
         check("explicit: loading an unknown model is 404", st == 404, f"{st} {data[:200]}")
         st, _, data = s.request("POST", "/v2/repository/models/digits_mlp/unload", "")
