@@ -208,7 +208,8 @@ int dab_runner_create(const dab_graph_t *g, const dab_runner_opts_t *opts, dab_r
         instance_t *inst = &r->inst[i];
         inst->r = r;
         inst->threads = per;
-        dab_session_opts_t so = {.threads = per};
+        dab_session_opts_t so = {.threads = per,
+                                 .max_value_bytes = opts ? opts->max_value_bytes : 0};
         int rc = dab_session_create(g, &so, &inst->session, err);
         if (rc) {
             r->n_instances = i;

@@ -49,6 +49,7 @@ typedef struct dab_runner_opts {
     int instances;        /* instance threads (each with a session), >= 1 */
     int max_queue;        /* jobs waiting at most; 0 = 1024 */
     const char *label;    /* "model:version" for thread names and messages */
+    size_t max_value_bytes; /* per tensor the engine may make (dab_session_opts_t); 0 = none */
 } dab_runner_opts_t;
 
 /* Statistics since creation (the v2 statistics extension's fields). */

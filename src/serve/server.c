@@ -32,6 +32,9 @@
 #include "v2.h"
 
 #define MAX_IO 64
+/* No tensor a request makes a model compute may exceed this (shapes that depend on input
+ * values could otherwise ask for any amount of memory). */
+#define MAX_VALUE_BYTES ((size_t)4 << 30)
 #define SERVER_NAME "dabba"
 
 struct dab_server {
@@ -994,7 +997,8 @@ static int runner_create(void *user, dab_model_version_t *v, dab_err_t *err)
              (long long)dab_model_version_number(v));
     dab_runner_opts_t ro = {.instances = c->instance_count > 0 ? c->instance_count : 1,
                             .max_queue = s->o.max_queue,
-                            .label = label};
+                            .label = label,
+                            .max_value_bytes = MAX_VALUE_BYTES};
     dab_runner_t *r;
     int rc = dab_runner_create(dab_model_version_graph(v), &ro, &r, err);
     if (rc)
