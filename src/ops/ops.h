@@ -174,5 +174,9 @@ extern const dab_op_def_t dab_ops_elementwise[];
 extern const dab_op_def_t dab_ops_shape[];
 extern const dab_op_def_t dab_ops_reduce[];
 extern const dab_op_def_t dab_ops_nn[];
+extern const dab_op_def_t dab_ops_transformer[];
+extern const dab_op_def_t dab_ops_index[];
+extern const dab_op_def_t dab_ops_image[];
+extern const dab_op_def_t dab_ops_quant[];
 
 #endif

@@ -12,6 +12,10 @@ static const dab_op_def_t *const g_families[] = {
     dab_ops_shape,
     dab_ops_reduce,
     dab_ops_nn,
+    dab_ops_transformer,
+    dab_ops_index,
+    dab_ops_image,
+    dab_ops_quant,
 };
 
 static int domain_eq(const char *a, const char *b)
