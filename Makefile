@@ -5,7 +5,8 @@
 #   make bench    benchmarks against onnxruntime-node (results in bench/results/)
 #   make fuzz     libFuzzer targets (FUZZ_SECONDS per target)
 #   make deps     install the Debian packages the build and tests need
-# SANITIZE=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into bin/san/.
+# SANITIZE=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into bin/san/;
+# SANITIZE=thread with ThreadSanitizer into bin/tsan/ (for the threaded suites: test_sched).
 
 CC       ?= cc
 ARCH     ?= -march=native
@@ -20,7 +21,12 @@ DEB_PACKAGES := build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler
 EXTRA_PACKAGES := wrk nginx-light python3-fastapi python3-uvicorn python3-uvloop \
                   python3-httptools python3-torch python3-sklearn python3-onnx
 
-ifeq ($(SANITIZE),1)
+ifeq ($(SANITIZE),thread)
+  BUILD := build/tsan
+  BINDIR := bin/tsan
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+  LDSAN := -fsanitize=thread
+else ifeq ($(SANITIZE),1)
   BUILD := build/san
   BINDIR := bin/san
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

@@ -152,6 +152,35 @@ def main():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "if_subgraph.onnx")
 
+    # The scheduler's tests. row_sum: y[b] = sum of x[b, :] over a variable row length n,
+    # so requests of different n cannot share a batch.
+    g = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)], "row_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "row_sum.onnx")
+    # slow: y = x + 0 * sum((s * ones[768, 768]) @ ... ) with s = sum(x): a run costs three
+    # 768^3 matrix products whatever the batch (tens of ms), so that end-to-end tests can
+    # keep an instance busy while they queue requests behind it.
+    nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("ConstantOfShape", ["big_shape"], ["ones"],
+                              value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])),
+             helper.make_node("Mul", ["ones", "s"], ["m0"])]
+    for i in range(3):
+        nodes.append(helper.make_node("MatMul", [f"m{i}", "ones"], [f"p{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"p{i}"], [f"m{i + 1}"]))
+    nodes += [helper.make_node("ReduceSum", ["m3"], ["t"], keepdims=0),
+              helper.make_node("Mul", ["t", "zero"], ["z"]),
+              helper.make_node("Add", ["x", "z"], ["y"])]
+    g = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor("big_shape", TensorProto.INT64, [2], [768, 768]),
+         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "slow.onnx")
+
     # Inputs and outputs of the mlp for the session tests.
     x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
     onnx.save_tensor(numpy_helper.from_array(x, "x"), os.path.join(OUT, "mlp_x.pb"))

@@ -1,18 +1,19 @@
 /*
- * runner.c - instance threads over one FIFO queue per model version, and the
- * process-wide compute budget they share.
+ * runner.c - instance threads over a model version's priority queues, the
+ * batches they run, and the process-wide compute budget they share.
  *
- * Locks: runner->mu guards the queue, the stop flag, statistics and each
- * instance's busy flag. g_budget_mu guards the free compute tokens. An
- * instance takes its intra-op thread count in tokens before running, so the
- * cores are never oversubscribed however many models are loaded.
+ * Locks: runner->mu guards the queues, the stop flag, statistics, the order
+ * list and each instance's busy flag. g_budget_mu guards the free compute
+ * tokens. An instance takes its intra-op thread count in tokens before
+ * running, so the cores are never oversubscribed however many models and
+ * instances are loaded. Callbacks (done, release, on_batch) run without any
+ * lock held.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include "sched.h"
+#include "sched_int.h"
 
 static pthread_mutex_t g_budget_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_budget_cv = PTHREAD_COND_INITIALIZER;
@@ -68,30 +69,6 @@ static void budget_give(int n)
     pthread_mutex_unlock(&g_budget_mu);
 }
 
-typedef struct instance {
-    struct dab_runner *r;
-    dab_session_t *session;
-    pthread_t thread;
-    bool started;
-    bool busy; /* guarded by r->mu: a sync run or a queued job holds the session */
-    int threads;
-} instance_t;
-
-struct dab_runner {
-    const dab_graph_t *g;
-    char label[128];
-    pthread_mutex_t mu;
-    pthread_cond_t cv;      /* queue non-empty, stop, or an instance freed */
-    dab_job_t *head, *tail; /* guarded by mu */
-    int depth, max_queue;
-    bool stopping, cancel;
-    int n_instances;
-    int sync_waiting;       /* threads in dab_runner_each_session waiting for an instance */
-    instance_t *inst;
-    dab_runner_stats_t stats; /* guarded by mu */
-    uint64_t recent_compute_ns; /* moving average of run times; guarded by mu */
-};
-
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -99,30 +76,49 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Runs job on inst (whose session the caller holds) and calls its callback. With
- * budget_held the caller has already taken the instance's compute budget. */
-static void execute(instance_t *inst, dab_job_t *job, bool budget_held)
+/* pthread_cond_timedwait until a dab_now_ns() time (CLOCK_MONOTONIC, as the condvars). */
+static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t at_ns)
 {
-    dab_runner_t *r = inst->r;
-    dab_err_t err = {0};
-    const dab_tensor_t *outs[256];
-    int rc;
-    uint64_t start = dab_now_ns();
-    job->queue_ns = job->enqueue_ns ? start - job->enqueue_ns : 0;
-    if (r->g->n_outputs > 256) {
-        rc = dab_err_set(&err, DAB_ELIMIT, "the model has more than 256 outputs");
-    } else if (job->deadline_ns && start > job->deadline_ns) {
-        rc = dab_err_set(&err, DAB_ETIMEDOUT, "the request timed out after waiting %.3f ms in the queue",
-                         job->queue_ns / 1e6);
-    } else {
-        if (!budget_held)
-            budget_take(inst->threads);
-        rc = dab_session_run(inst->session, job->inputs, outs, &err);
-        if (!budget_held)
-            budget_give(inst->threads);
+    struct timespec ts = {.tv_sec = (time_t)(at_ns / 1000000000u),
+                          .tv_nsec = (long)(at_ns % 1000000000u)};
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+static void cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* ---- finishing jobs ---- */
+
+/* Releases finished jobs at the head of the submission order, one thread at a time.
+ * Called with r->mu held; returns with it held. */
+static void release_in_order(dab_runner_t *r)
+{
+    if (r->releasing)
+        return; /* the thread releasing now will reach our job */
+    r->releasing = true;
+    while (r->order_head && r->order_head->state == DAB_JOB_FINISHED) {
+        dab_job_t *j = r->order_head;
+        r->order_head = j->order_next;
+        if (!r->order_head)
+            r->order_tail = NULL;
+        pthread_mutex_unlock(&r->mu);
+        if (j->release)
+            j->release(j); /* may free j */
+        pthread_mutex_lock(&r->mu);
     }
-    uint64_t end = dab_now_ns();
-    job->compute_ns = end - start;
+    r->releasing = false;
+}
+
+/* Gives job its answer: statistics, done, then release (now, or in order). */
+static void finish(dab_runner_t *r, dab_job_t *job, int rc, const dab_err_t *err,
+                   const dab_tensor_t *const *outputs)
+{
     pthread_mutex_lock(&r->mu);
     r->stats.queue_count++;
     r->stats.queue_ns += job->queue_ns;
@@ -131,19 +127,169 @@ static void execute(instance_t *inst, dab_job_t *job, bool budget_held)
         r->stats.success_ns += job->queue_ns + job->compute_ns;
         r->stats.compute_count++;
         r->stats.compute_ns += job->compute_ns;
-        r->recent_compute_ns = r->stats.compute_count == 1
-                                   ? job->compute_ns
-                                   : (r->recent_compute_ns * 7 + job->compute_ns) / 8;
-        r->stats.inference_count++;
-        r->stats.execution_count++;
-        r->stats.last_inference_ms = wall_ms();
     } else {
         r->stats.fail_count++;
         r->stats.fail_ns += job->queue_ns + job->compute_ns;
     }
     pthread_mutex_unlock(&r->mu);
-    job->done(job, rc, rc ? &err : NULL, rc ? NULL : outs);
+    job->done(job, rc, rc ? err : NULL, rc ? NULL : outputs);
+    if (!r->b.preserve_ordering) {
+        if (job->release)
+            job->release(job);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    job->state = DAB_JOB_FINISHED;
+    release_in_order(r);
+    pthread_mutex_unlock(&r->mu);
 }
+
+static void fail_chain(dab_runner_t *r, dab_job_t *chain, int code, const char *why)
+{
+    uint64_t now = dab_now_ns();
+    for (dab_job_t *j = chain, *next; j; j = next) {
+        next = j->next;
+        j->queue_ns = now - j->enqueue_ns;
+        j->compute_ns = 0;
+        j->batch_rows = 0;
+        dab_err_t err;
+        if (code == DAB_ETIMEDOUT)
+            dab_err_set(&err, code, "the request timed out after waiting %.3f ms in the queue of %s",
+                        j->queue_ns / 1e6, r->label);
+        else
+            dab_err_set(&err, code, "%s", why);
+        finish(r, j, code, &err, NULL);
+    }
+}
+
+/* ---- running a batch ---- */
+
+/* Concatenates the jobs' inputs along dimension 0 into the instance's staging tensors. */
+static int stage_inputs(instance_t *inst, dab_job_t **jobs, int n, int64_t rows, dab_err_t *err)
+{
+    const dab_graph_t *g = inst->r->g;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const dab_tensor_t *t0 = jobs[0]->inputs[i];
+        size_t row_bytes = jobs[0]->rows ? dab_tensor_bytes(t0) / (size_t)jobs[0]->rows : 0;
+        size_t total = row_bytes * (size_t)rows;
+        if (total > inst->stage_cap[i]) {
+            /* grows to the largest batch seen, then steady state allocates nothing */
+            void *p = dab_malloc(total);
+            if (!p)
+                return dab_err_set(err, DAB_ENOMEM, "out of memory staging a batch of %lld rows",
+                                   (long long)rows);
+            dab_free(inst->stage[i].data);
+            inst->stage[i].data = p;
+            inst->stage_cap[i] = total;
+        }
+        dab_tensor_set_shape(&inst->stage[i], t0->dtype, t0->rank, t0->dims);
+        inst->stage[i].dims[0] = rows;
+        char *dst = inst->stage[i].data;
+        for (int k = 0; k < n; k++) {
+            size_t bytes = row_bytes * (size_t)jobs[k]->rows;
+            if (bytes)
+                memcpy(dst, jobs[k]->inputs[i]->data, bytes);
+            dst += bytes;
+        }
+        inst->feed[i] = &inst->stage[i];
+    }
+    return 0;
+}
+
+/* Checks that every output has the batch's rows first, so it can be split. */
+static int check_split(const dab_runner_t *r, const dab_tensor_t *const *outs, int64_t rows,
+                       dab_err_t *err)
+{
+    const dab_graph_t *g = r->g;
+    for (int o = 0; o < g->n_outputs; o++)
+        if (outs[o]->rank < 1 || outs[o]->dims[0] != rows)
+            return dab_err_set(err, DAB_ESHAPE,
+                               "output '%s' of %s has %lld rows for a batch of %lld; the model "
+                               "does not batch along the first dimension (set max_batch_size "
+                               "to 0 in its config)",
+                               g->values[g->outputs[o]].name, r->label,
+                               (long long)(outs[o]->rank ? outs[o]->dims[0] : 0), (long long)rows);
+    return 0;
+}
+
+/* Points the instance's views at job rows [first, first + count) of the outputs. */
+static void make_views(instance_t *inst, const dab_tensor_t *const *outs, int64_t rows,
+                       int64_t first, int64_t count)
+{
+    for (int o = 0; o < inst->r->g->n_outputs; o++) {
+        const dab_tensor_t *t = outs[o];
+        size_t row_bytes = rows ? dab_tensor_bytes(t) / (size_t)rows : 0;
+        dab_tensor_t *v = &inst->views[o];
+        *v = *t;
+        v->dims[0] = count;
+        v->data = (char *)t->data + row_bytes * (size_t)first;
+        inst->view_ptrs[o] = v;
+    }
+}
+
+/* Runs jobs[0..n) (already unlinked) as one batch on inst, whose session the caller
+ * holds; with budget_held the caller has taken the instance's compute tokens. */
+static void run_batch(instance_t *inst, dab_job_t **jobs, int n, bool budget_held)
+{
+    dab_runner_t *r = inst->r;
+    const dab_graph_t *g = r->g;
+    dab_err_t err = {0};
+    const dab_tensor_t *outs[256];
+    int rc = 0;
+    int64_t rows = 0;
+    for (int k = 0; k < n; k++)
+        rows += jobs[k]->rows;
+    uint64_t start = dab_now_ns();
+    for (int k = 0; k < n; k++)
+        jobs[k]->queue_ns = jobs[k]->enqueue_ns ? start - jobs[k]->enqueue_ns : 0;
+    if (g->n_outputs > 256)
+        rc = dab_err_set(&err, DAB_ELIMIT, "the model has more than 256 outputs");
+    const dab_tensor_t *const *feed = jobs[0]->inputs;
+    if (!rc && n > 1 && !(rc = stage_inputs(inst, jobs, n, rows, &err)))
+        feed = inst->feed;
+    if (!rc) {
+        if (!budget_held)
+            budget_take(inst->threads);
+        rc = dab_session_run(inst->session, feed, outs, &err);
+        if (!budget_held)
+            budget_give(inst->threads);
+    }
+    if (!rc && n > 1)
+        rc = check_split(r, outs, rows, &err);
+    uint64_t compute = dab_now_ns() - start;
+    pthread_mutex_lock(&r->mu);
+    if (rc == 0) {
+        r->stats.execution_count++;
+        r->stats.inference_count += r->b.max_batch_size > 0 ? (uint64_t)rows : (uint64_t)n;
+        r->stats.last_inference_ms = wall_ms();
+        r->recent_compute_ns = r->stats.execution_count == 1
+                                   ? compute
+                                   : (r->recent_compute_ns * 7 + compute) / 8;
+        if (r->batch_stats && rows >= 0 && rows <= r->b.max_batch_size) {
+            r->batch_stats[rows].count++;
+            r->batch_stats[rows].compute_ns += compute;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc == 0 && r->on_batch)
+        r->on_batch(r->observer, (int)rows, n, compute);
+    int64_t first = 0;
+    for (int k = 0; k < n; k++) {
+        dab_job_t *j = jobs[k];
+        int64_t jr = j->rows;
+        j->compute_ns = compute;
+        j->batch_rows = (int)rows;
+        const dab_tensor_t *const *mine = outs;
+        if (rc == 0 && n > 1) {
+            make_views(inst, outs, rows, first, jr);
+            mine = inst->view_ptrs;
+        }
+        first += jr;
+        finish(r, j, rc, &err, rc ? NULL : mine);
+    }
+}
+
+/* ---- threads ---- */
 
 static void *instance_main(void *arg)
 {
@@ -151,37 +297,143 @@ static void *instance_main(void *arg)
     dab_runner_t *r = inst->r;
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        while (!r->stopping && (!r->head || inst->busy))
-            pthread_cond_wait(&r->cv, &r->mu);
-        if (!r->head && r->stopping)
+        if (r->stopping && (!r->depth || r->cancel))
             break;
-        if (!r->head || inst->busy)
-            continue;
-        dab_job_t *job = r->head;
-        r->head = job->next;
-        if (!r->head)
-            r->tail = NULL;
-        r->depth--;
-        if (r->cancel) {
-            pthread_mutex_unlock(&r->mu);
-            dab_err_t err;
-            dab_err_set(&err, DAB_ECANCELED, "the model version %s is shutting down", r->label);
-            job->done(job, DAB_ECANCELED, &err, NULL);
-            pthread_mutex_lock(&r->mu);
+        if (inst->busy || !r->depth) {
+            pthread_cond_wait(&r->cv, &r->mu);
             continue;
         }
+        uint64_t now = dab_now_ns(), wake_at;
+        dab_job_t *expired = NULL;
+        if (r->has_timeouts)
+            dab_queue_expire(r, now, &expired);
+        int n = dab_queue_pick(r, now, inst->batch, &wake_at);
+        if (n == 0 && !expired) {
+            if (wake_at)
+                wait_until(&r->cv, &r->mu, wake_at);
+            else
+                pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        /* busy before the lock is dropped: a warm-up must not take the session now */
         inst->busy = true;
-        r->stats.in_flight++;
+        r->stats.in_flight += n;
         pthread_mutex_unlock(&r->mu);
-        execute(inst, job, false);
+        fail_chain(r, expired, DAB_ETIMEDOUT, NULL);
+        if (n)
+            run_batch(inst, inst->batch, n, false);
         pthread_mutex_lock(&r->mu);
         inst->busy = false;
-        r->stats.in_flight--;
+        r->stats.in_flight -= n;
         if (r->sync_waiting)
             pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
+}
+
+/* Fails or delays jobs whose timeout passes while every instance is busy. */
+static void *reaper_main(void *arg)
+{
+    dab_runner_t *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stopping) {
+        dab_job_t *expired = NULL;
+        uint64_t next = dab_queue_expire(r, dab_now_ns(), &expired);
+        if (expired) {
+            pthread_mutex_unlock(&r->mu);
+            fail_chain(r, expired, DAB_ETIMEDOUT, NULL);
+            pthread_mutex_lock(&r->mu);
+            continue;
+        }
+        r->reap_at = next;
+        if (next)
+            wait_until(&r->reap_cv, &r->mu, next);
+        else
+            pthread_cond_wait(&r->reap_cv, &r->mu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* ---- configuration ---- */
+
+static int copy_batching(dab_runner_t *r, const dab_batching_t *b, dab_err_t *err)
+{
+    r->b = *b;
+    r->b.level_policies = NULL;
+    if (r->b.max_batch_size < 0)
+        r->b.max_batch_size = 0;
+    if (r->b.max_batch_size == 0)
+        r->b.dynamic = false;
+    if (r->b.n_preferred < 0 || r->b.n_preferred > DAB_SCHED_MAX_PREFERRED)
+        r->b.n_preferred = 0;
+    if (r->b.priority_levels < 0 || r->b.priority_levels > DAB_SCHED_MAX_LEVELS)
+        return dab_err_set(err, DAB_EINVAL, "%s: priority_levels must be 0 to %d", r->label,
+                           DAB_SCHED_MAX_LEVELS);
+    r->n_levels = r->b.priority_levels > 0 ? r->b.priority_levels : 1;
+    if (r->b.priority_levels == 0)
+        r->b.default_priority = 1;
+    else if (r->b.default_priority < 1 || r->b.default_priority > r->b.priority_levels)
+        r->b.default_priority = r->b.priority_levels; /* unmarked requests go last */
+    r->levels = dab_calloc((size_t)r->n_levels, sizeof *r->levels);
+    if (!r->levels)
+        return dab_err_set(err, DAB_ENOMEM, "out of memory");
+    for (int l = 0; l < r->n_levels; l++) {
+        const dab_queue_policy_t *p =
+            b->level_policies && b->priority_levels > 0 ? &b->level_policies[l] : &b->default_policy;
+        r->levels[l].policy = *p;
+        if (p->default_timeout_us > 0 || p->allow_timeout_override)
+            r->has_timeouts = true;
+    }
+    r->max_jobs = r->b.dynamic ? r->b.max_batch_size : 1;
+    if (r->b.max_batch_size > 0) {
+        r->batch_stats = dab_calloc((size_t)r->b.max_batch_size + 1, sizeof *r->batch_stats);
+        if (!r->batch_stats)
+            return dab_err_set(err, DAB_ENOMEM, "out of memory");
+    } else {
+        /* a model that does not batch runs batches of 1 */
+        r->batch_stats = dab_calloc(2, sizeof *r->batch_stats);
+        if (!r->batch_stats)
+            return dab_err_set(err, DAB_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int instance_init(dab_runner_t *r, instance_t *inst, int threads, size_t max_value_bytes,
+                         dab_err_t *err)
+{
+    const dab_graph_t *g = r->g;
+    inst->r = r;
+    inst->threads = threads;
+    inst->batch = dab_calloc((size_t)r->max_jobs, sizeof *inst->batch);
+    if (!inst->batch)
+        return dab_err_set(err, DAB_ENOMEM, "out of memory");
+    if (r->b.dynamic) {
+        size_t ni = (size_t)DAB_MAX(g->n_inputs, 1), no = (size_t)DAB_MAX(g->n_outputs, 1);
+        inst->stage = dab_calloc(ni, sizeof *inst->stage);
+        inst->stage_cap = dab_calloc(ni, sizeof *inst->stage_cap);
+        inst->feed = dab_calloc(ni, sizeof *inst->feed);
+        inst->views = dab_calloc(no, sizeof *inst->views);
+        inst->view_ptrs = dab_calloc(no, sizeof *inst->view_ptrs);
+        if (!inst->stage || !inst->stage_cap || !inst->feed || !inst->views || !inst->view_ptrs)
+            return dab_err_set(err, DAB_ENOMEM, "out of memory");
+    }
+    dab_session_opts_t so = {.threads = threads, .max_value_bytes = max_value_bytes};
+    return dab_session_create(g, &so, &inst->session, err);
+}
+
+static void instance_free(const dab_runner_t *r, instance_t *inst)
+{
+    dab_session_free(inst->session);
+    for (int i = 0; inst->stage && i < r->g->n_inputs; i++)
+        dab_free(inst->stage[i].data);
+    dab_free(inst->stage);
+    dab_free(inst->stage_cap);
+    dab_free(inst->feed);
+    dab_free(inst->views);
+    dab_free(inst->view_ptrs);
+    dab_free(inst->batch);
 }
 
 int dab_runner_create(const dab_graph_t *g, const dab_runner_opts_t *opts, dab_runner_t **out,
@@ -196,27 +448,27 @@ int dab_runner_create(const dab_graph_t *g, const dab_runner_opts_t *opts, dab_r
     snprintf(r->label, sizeof r->label, "%s", opts && opts->label ? opts->label : "model");
     r->max_queue = opts && opts->max_queue > 0 ? opts->max_queue : 1024;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    r->inst = dab_calloc((size_t)n, sizeof *r->inst);
-    if (!r->inst) {
-        dab_runner_destroy(r, true);
-        return dab_err_set(err, DAB_ENOMEM, "out of memory");
+    cond_init_monotonic(&r->cv);
+    cond_init_monotonic(&r->reap_cv);
+    if (opts) {
+        r->on_batch = opts->on_batch;
+        r->observer = opts->observer;
     }
-    int budget = dab_sched_budget();
-    int per = DAB_MAX(1, budget / n);
+    dab_batching_t none = {0};
+    int rc = copy_batching(r, opts ? &opts->batching : &none, err);
+    if (!rc && !(r->inst = dab_calloc((size_t)n, sizeof *r->inst)))
+        rc = dab_err_set(err, DAB_ENOMEM, "out of memory");
+    if (rc) {
+        dab_runner_destroy(r, true);
+        return rc;
+    }
+    int per = DAB_MAX(1, dab_sched_budget() / n);
     for (int i = 0; i < n; i++) {
-        instance_t *inst = &r->inst[i];
-        inst->r = r;
-        inst->threads = per;
-        dab_session_opts_t so = {.threads = per,
-                                 .max_value_bytes = opts ? opts->max_value_bytes : 0};
-        int rc = dab_session_create(g, &so, &inst->session, err);
-        if (rc) {
-            r->n_instances = i;
+        r->n_instances = i + 1;
+        if ((rc = instance_init(r, &r->inst[i], per, opts ? opts->max_value_bytes : 0, err))) {
             dab_runner_destroy(r, true);
             return rc;
         }
-        r->n_instances = i + 1;
     }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&r->inst[i].thread, NULL, instance_main, &r->inst[i])) {
@@ -228,36 +480,108 @@ int dab_runner_create(const dab_graph_t *g, const dab_runner_opts_t *opts, dab_r
         snprintf(name, sizeof name, "inst-%d", i);
         pthread_setname_np(r->inst[i].thread, name);
     }
+    if (r->has_timeouts) {
+        if (pthread_create(&r->reaper, NULL, reaper_main, r)) {
+            dab_runner_destroy(r, true);
+            return dab_err_set(err, DAB_ENOMEM, "cannot start the queue timer of %s", r->label);
+        }
+        r->reaper_started = true;
+        pthread_setname_np(r->reaper, "queue-timer");
+    }
     *out = r;
     return 0;
 }
 
+/* ---- submitting ---- */
+
+/* Checks job against the model's batching and fills its rows, level and deadline. */
+static int admit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
+{
+    const dab_graph_t *g = r->g;
+    job->rows = 1;
+    job->solo = false;
+    job->delayed = false;
+    if (r->b.max_batch_size > 0 && g->n_inputs > 0) {
+        for (int i = 0; i < g->n_inputs; i++) {
+            const dab_tensor_t *t = job->inputs[i];
+            if (t->rank < 1)
+                return dab_err_set(err, DAB_EINVAL,
+                                   "input '%s' is a scalar; %s batches along the first dimension",
+                                   g->values[g->inputs[i]].name, r->label);
+            if (t->dims[0] != job->inputs[0]->dims[0])
+                job->solo = true; /* inputs disagree on rows: run it alone, unsplit */
+        }
+        job->rows = job->inputs[0]->dims[0];
+        if (job->rows > r->b.max_batch_size)
+            return dab_err_set(err, DAB_EINVAL,
+                               "the request has a batch of %lld; %s takes at most %d "
+                               "(max_batch_size)",
+                               (long long)job->rows, r->label, r->b.max_batch_size);
+        if (job->rows == 0)
+            job->solo = true;
+    }
+    int prio = job->priority ? job->priority : r->b.default_priority;
+    if (r->b.priority_levels == 0)
+        prio = 1; /* a model without levels serves every request at one level */
+    else if (prio < 1 || prio > r->b.priority_levels)
+        return dab_err_set(err, DAB_EINVAL,
+                           "priority %d is out of range: %s has priority levels 1 to %d",
+                           job->priority, r->label, r->b.priority_levels);
+    job->level = prio - 1;
+    const dab_queue_policy_t *p = &r->levels[job->level].policy;
+    int64_t timeout_us = p->default_timeout_us;
+    if (job->timeout_us > 0 && p->allow_timeout_override &&
+        (!timeout_us || job->timeout_us < timeout_us))
+        timeout_us = job->timeout_us;
+    job->enqueue_ns = dab_now_ns();
+    job->deadline_ns = timeout_us > 0 ? job->enqueue_ns + (uint64_t)timeout_us * 1000u : 0;
+    job->order_next = NULL;
+    job->queue_ns = job->compute_ns = 0;
+    job->batch_rows = 0;
+    return 0;
+}
+
+static void order_append(dab_runner_t *r, dab_job_t *job)
+{
+    if (!r->b.preserve_ordering)
+        return;
+    if (r->order_tail)
+        r->order_tail->order_next = job;
+    else
+        r->order_head = job;
+    r->order_tail = job;
+}
+
 int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
 {
-    job->next = NULL;
-    job->enqueue_ns = dab_now_ns();
+    int rc = admit(r, job, err);
+    if (rc)
+        return rc;
     pthread_mutex_lock(&r->mu);
-    if (r->stopping) {
+    level_t *lv = &r->levels[job->level];
+    if (r->stopping)
+        rc = dab_err_set(err, DAB_ECANCELED, "the model version %s is shutting down", r->label);
+    else if (r->depth >= r->max_queue)
+        rc = dab_err_set(err, DAB_EBUSY, "the queue of %s is full (%d requests waiting)",
+                         r->label, r->depth);
+    else if (lv->policy.max_queue_size > 0 && lv->depth >= lv->policy.max_queue_size)
+        rc = dab_err_set(err, DAB_EBUSY,
+                         "the queue of %s is full at priority level %d (%d requests waiting)",
+                         r->label, job->level + 1, lv->depth);
+    if (rc) {
         pthread_mutex_unlock(&r->mu);
-        return dab_err_set(err, DAB_ECANCELED, "the model version %s is shutting down", r->label);
+        return rc;
     }
-    if (r->depth >= r->max_queue) {
-        pthread_mutex_unlock(&r->mu);
-        return dab_err_set(err, DAB_EBUSY, "the queue of %s is full (%d requests waiting)",
-                           r->label, r->max_queue);
-    }
-    if (r->tail)
-        r->tail->next = job;
-    else
-        r->head = job;
-    r->tail = job;
-    r->depth++;
-    /* With several instances the woken thread may belong to one busy with an inline
-     * run; wake them all so that an idle one takes the job. */
+    dab_queue_push(r, job);
+    order_append(r, job);
+    /* With several instances the woken thread may be one busy with an inline run; wake
+     * them all so that an idle one takes the job. */
     if (r->n_instances > 1)
         pthread_cond_broadcast(&r->cv);
     else
         pthread_cond_signal(&r->cv);
+    if (job->deadline_ns && (!r->reap_at || job->deadline_ns < r->reap_at))
+        pthread_cond_signal(&r->reap_cv);
     pthread_mutex_unlock(&r->mu);
     return 0;
 }
@@ -266,34 +590,122 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
 
 bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
 {
+    dab_err_t err;
     instance_t *inst = NULL;
     pthread_mutex_lock(&r->mu);
     /* Only quick models run inline: a long run would stall the other connections that
-     * the calling HTTP thread serves. */
-    if (!r->stopping && !r->head && r->recent_compute_ns < INLINE_MAX_NS)
+     * the calling HTTP thread serves. A batching delay means the user wants waiting. */
+    if (!r->stopping && !r->depth && r->recent_compute_ns < INLINE_MAX_NS &&
+        !(r->b.dynamic && r->b.max_queue_delay_us > 0) &&
+        !(r->b.preserve_ordering && r->order_head) && admit(r, job, &err) == 0)
         for (int i = 0; i < r->n_instances && !inst; i++)
             if (!r->inst[i].busy && budget_try_take(r->inst[i].threads))
                 inst = &r->inst[i];
     if (inst) {
         inst->busy = true;
         r->stats.in_flight++;
+        job->state = DAB_JOB_RUNNING;
+        order_append(r, job);
     }
     pthread_mutex_unlock(&r->mu);
     if (!inst)
         return false;
-    job->next = NULL;
-    job->enqueue_ns = dab_now_ns();
-    execute(inst, job, true);
+    dab_job_t *batch[1] = {job};
+    run_batch(inst, batch, 1, true);
     budget_give(inst->threads);
     pthread_mutex_lock(&r->mu);
     inst->busy = false;
     r->stats.in_flight--;
     /* Wake the instance threads only when there is something for them: waking them on
      * every inline run costs a futex round trip per request. */
-    if (r->head || r->sync_waiting)
+    if (r->depth || r->sync_waiting)
         pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return true;
+}
+
+bool dab_runner_cancel(dab_runner_t *r, dab_job_t *job, const char *why)
+{
+    pthread_mutex_lock(&r->mu);
+    bool queued = job->state == DAB_JOB_QUEUED;
+    if (queued)
+        dab_queue_unlink(r, job);
+    pthread_mutex_unlock(&r->mu);
+    if (queued) {
+        job->next = NULL;
+        fail_chain(r, job, DAB_ECANCELED, why);
+    }
+    return queued;
+}
+
+/* Unlinks every queued job into a chain (with r->mu held). */
+static dab_job_t *take_all(dab_runner_t *r)
+{
+    dab_job_t *chain = NULL, **tail = &chain;
+    for (int l = 0; l < r->n_levels; l++) {
+        for (int pass = 0; pass < 2; pass++) {
+            job_list_t *list = pass ? &r->levels[l].delayed : &r->levels[l].live;
+            while (list->head) {
+                dab_job_t *j = list->head;
+                dab_queue_unlink(r, j);
+                *tail = j;
+                tail = &j->next;
+            }
+        }
+    }
+    *tail = NULL;
+    return chain;
+}
+
+void dab_runner_cancel_queued(dab_runner_t *r)
+{
+    pthread_mutex_lock(&r->mu);
+    dab_job_t *chain = take_all(r);
+    pthread_mutex_unlock(&r->mu);
+    fail_chain(r, chain, DAB_ECANCELED, "the server is shutting down");
+}
+
+/* ---- inspection ---- */
+
+void dab_runner_stats(dab_runner_t *r, dab_runner_stats_t *out)
+{
+    pthread_mutex_lock(&r->mu);
+    *out = r->stats;
+    out->queue_depth = r->depth;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void *dab_runner_observer(const dab_runner_t *r)
+{
+    return r ? r->observer : NULL;
+}
+
+int dab_runner_batch_stats(dab_runner_t *r, dab_batch_stat_t *out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->mu);
+    int top = r->b.max_batch_size > 0 ? r->b.max_batch_size : 1;
+    for (int rows = 0; rows <= top; rows++) {
+        if (!r->batch_stats[rows].count)
+            continue;
+        if (n < max) {
+            out[n] = r->batch_stats[rows];
+            out[n].batch_size = rows;
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+int dab_runner_queue_depths(dab_runner_t *r, int *depths, int max)
+{
+    pthread_mutex_lock(&r->mu);
+    for (int l = 0; l < r->n_levels && l < max; l++)
+        depths[l] = r->levels[l].depth;
+    int n = r->n_levels;
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }
 
 int dab_runner_each_session(dab_runner_t *r,
@@ -323,29 +735,6 @@ int dab_runner_each_session(dab_runner_t *r,
     return 0;
 }
 
-void dab_runner_cancel_queued(dab_runner_t *r)
-{
-    pthread_mutex_lock(&r->mu);
-    dab_job_t *j = r->head;
-    r->head = r->tail = NULL;
-    r->depth = 0;
-    pthread_mutex_unlock(&r->mu);
-    for (dab_job_t *next; j; j = next) {
-        next = j->next;
-        dab_err_t err;
-        dab_err_set(&err, DAB_ECANCELED, "the server is shutting down");
-        j->done(j, DAB_ECANCELED, &err, NULL);
-    }
-}
-
-void dab_runner_stats(dab_runner_t *r, dab_runner_stats_t *out)
-{
-    pthread_mutex_lock(&r->mu);
-    *out = r->stats;
-    out->queue_depth = r->depth;
-    pthread_mutex_unlock(&r->mu);
-}
-
 void dab_runner_destroy(dab_runner_t *r, bool cancel_queued)
 {
     if (!r)
@@ -354,21 +743,25 @@ void dab_runner_destroy(dab_runner_t *r, bool cancel_queued)
     r->stopping = true;
     r->cancel = cancel_queued;
     pthread_cond_broadcast(&r->cv);
+    pthread_cond_broadcast(&r->reap_cv);
     pthread_mutex_unlock(&r->mu);
     for (int i = 0; r->inst && i < r->n_instances; i++)
         if (r->inst[i].started)
             pthread_join(r->inst[i].thread, NULL);
-    /* Jobs still queued when no thread ever started are failed here. */
-    for (dab_job_t *j = r->head, *next; j; j = next) {
-        next = j->next;
-        dab_err_t err;
-        dab_err_set(&err, DAB_ECANCELED, "the model version %s is shutting down", r->label);
-        j->done(j, DAB_ECANCELED, &err, NULL);
-    }
+    if (r->reaper_started)
+        pthread_join(r->reaper, NULL);
+    /* Jobs still queued (cancelled, or no thread ever started) are failed here. */
+    pthread_mutex_lock(&r->mu);
+    dab_job_t *chain = r->levels ? take_all(r) : NULL;
+    pthread_mutex_unlock(&r->mu);
+    fail_chain(r, chain, DAB_ECANCELED, "the model version is shutting down");
     for (int i = 0; r->inst && i < r->n_instances; i++)
-        dab_session_free(r->inst[i].session);
+        instance_free(r, &r->inst[i]);
     dab_free(r->inst);
+    dab_free(r->levels);
+    dab_free(r->batch_stats);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
+    pthread_cond_destroy(&r->reap_cv);
     dab_free(r);
 }

@@ -30,6 +30,7 @@
 #include "../sched/sched.h"
 #include "serve.h"
 #include "v2.h"
+#include "watch.h"
 
 #define MAX_IO 64
 /* No tensor a request makes a model compute may exceed this (shapes that depend on input
@@ -44,6 +45,7 @@ struct dab_server {
     int port;
     atomic_int in_flight;
     atomic_bool draining;
+    atomic_bool closing;  /* past the exit timeout: inference is refused, queues emptied */
     dab_v2_limits_t limits;
     /* metrics */
     dab_metric_t *m_requests;   /* {model,version,outcome} */
@@ -55,11 +57,17 @@ struct dab_server {
     dab_metric_t *m_inflight;   /* {} */
     dab_metric_t *m_model_ready; /* {model,version} */
     dab_metric_t *m_model_load; /* {model,version} */
+    dab_metric_t *m_batch_size; /* {model,version}: rows per run */
+    dab_metric_t *m_queue_depth; /* {model,version,priority} */
+    dab_metric_t *m_running;    /* {model,version}: requests in the engine now */
+    dab_metric_t *m_rejections; /* {model,version,reason} */
+    dab_watch_t *watch;         /* clients of queued requests that hang up */
 };
 
 typedef enum rq_state { RQ_RECEIVING, RQ_WAITING, RQ_DONE } rq_state_t;
 
 typedef struct req {
+    atomic_int refs;   /* libmicrohttpd's (until completed) + the watcher's (while watched) */
     dab_server_t *srv;
     struct MHD_Connection *conn;
     rq_state_t state;
@@ -90,11 +98,38 @@ typedef struct req {
     dab_v2_coding_t accept;
     double queue_s, compute_s;
     const char *outcome;
+    const char *reason;      /* why the scheduler refused or dropped it, for metrics */
+    _Atomic uint64_t watch;  /* dab_watch handle while queued; 0 = not watched */
+    atomic_bool gone;        /* the client hung up while the request was queued */
     size_t bytes_in;
     /* control-plane work run off the HTTP threads (load / unload) */
     char *load_config;
     bool unload;
 } req_t;
+
+/* Drops a reference; the last one frees the request and releases its model version. */
+static void rq_unref(req_t *rq)
+{
+    if (atomic_fetch_sub(&rq->refs, 1) != 1)
+        return;
+    dab_v2_request_free(rq->v2);
+    dab_model_version_release(rq->mv);
+    dab_buf_free(&rq->body);
+    dab_buf_free(&rq->resp);
+    dab_buf_free(&rq->packed);
+    dab_free(rq->load_config);
+    dab_free(rq->path);
+    dab_free(rq);
+}
+
+/* Stops watching rq's client (if it still is watched) and drops the watcher's reference
+ * unless the watcher has taken it over (client_gone then drops it). */
+static void rq_unwatch(req_t *rq)
+{
+    uint64_t h = atomic_exchange(&rq->watch, 0);
+    if (h && dab_watch_remove(rq->srv->watch, h))
+        rq_unref(rq);
+}
 
 /* ---- responses ---- */
 
@@ -299,6 +334,16 @@ static void model_stats(req_t *rq, const char *model, int64_t version)
                 dab_runner_stats(runner, &rs);
             char vs[32];
             snprintf(vs, sizeof vs, "%lld", (long long)v);
+            json_t *batches = json_array();
+            dab_batch_stat_t bs[64];
+            int nb = runner ? dab_runner_batch_stats(runner, bs, 64) : 0;
+            for (int b = 0; b < DAB_MIN(nb, 64); b++)
+                json_array_append_new(
+                    batches, json_pack("{s:I, s:o, s:o, s:o}", "batch_size",
+                                       (json_int_t)bs[b].batch_size, "compute_input",
+                                       duration(bs[b].count, 0), "compute_infer",
+                                       duration(bs[b].count, bs[b].compute_ns), "compute_output",
+                                       duration(bs[b].count, 0)));
             json_t *inf = json_pack(
                 "{s:o, s:o, s:o, s:o, s:o, s:o}", "success", duration(rs.success_count, rs.success_ns),
                 "fail", duration(rs.fail_count, rs.fail_ns), "queue",
@@ -306,11 +351,11 @@ static void model_stats(req_t *rq, const char *model, int64_t version)
                 "compute_infer", duration(rs.compute_count, rs.compute_ns), "compute_output",
                 duration(rs.compute_count, 0));
             json_array_append_new(
-                arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:[]}", "name", st.models[i].name,
+                arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "name", st.models[i].name,
                                "version", vs, "last_inference", (json_int_t)rs.last_inference_ms,
                                "inference_count", (json_int_t)rs.inference_count,
                                "execution_count", (json_int_t)rs.execution_count,
-                               "inference_stats", inf, "batch_stats"));
+                               "inference_stats", inf, "batch_stats", batches));
             dab_model_version_release(mv);
         }
     }
@@ -338,9 +383,16 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
     rq->queue_s = job->queue_ns / 1e9;
     rq->compute_s = job->compute_ns / 1e9;
     if (rc) {
-        int status = rc == DAB_ETIMEDOUT ? 503 : rc == DAB_ECANCELED ? 503 : http_status(rc);
+        bool gone = atomic_load(&rq->gone);
+        /* 499 (client closed request): nobody reads it, but the log and metrics do */
+        int status = gone ? 499 : rc == DAB_ETIMEDOUT || rc == DAB_ECANCELED ? 503 : http_status(rc);
         set_error(rq, status, err ? err->msg : dab_strerror(rc));
-        rq->outcome = rc == DAB_ETIMEDOUT ? "timeout" : "error";
+        rq->outcome = rc == DAB_ETIMEDOUT ? "timeout" : gone ? "disconnected" : "error";
+        rq->reason = rc == DAB_ETIMEDOUT ? "timeout"
+                     : gone              ? "disconnected"
+                     : rc == DAB_ECANCELED ? "shutdown"
+                                           : NULL;
+        rq->retry_after = rc == DAB_ETIMEDOUT || (rc == DAB_ECANCELED && !gone);
     } else {
         const dab_graph_t *g = dab_model_version_graph(rq->mv);
         dab_v2_output_t outs[MAX_IO];
@@ -386,8 +438,48 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
         }
     }
     rq->state = RQ_DONE;
+}
+
+/* After infer_done (in submission order with preserve_ordering): stop watching the
+ * client and resume the connection, which sends the response. */
+static void infer_release(dab_job_t *job)
+{
+    req_t *rq = job->user;
+    rq_unwatch(rq);
     if (rq->suspended)
         MHD_resume_connection(rq->conn);
+}
+
+/* The watcher saw the client of a suspended request hang up: drop it if still queued.
+ * The watcher's reference keeps rq alive here; it is dropped at the end. */
+static void client_gone(void *cookie)
+{
+    req_t *rq = cookie;
+    atomic_store(&rq->watch, 0); /* the watcher has already forgotten the handle */
+    atomic_store(&rq->gone, true);
+    dab_runner_cancel(dab_model_version_runner(rq->mv), &rq->job,
+                      "the client closed the connection while the request was queued");
+    rq_unref(rq);
+}
+
+/* Reads the v2 request parameters the scheduler honours: priority and timeout (µs). */
+static int sched_params(req_t *rq)
+{
+    const json_t *p = rq->v2->parameters;
+    const json_t *prio = json_object_get(p, "priority");
+    const json_t *timeout = json_object_get(p, "timeout");
+    if (prio && (!json_is_integer(prio) || json_integer_value(prio) < 0 ||
+                 json_integer_value(prio) > INT32_MAX)) {
+        set_error(rq, 400, "parameters.priority must be a non-negative integer");
+        return -1;
+    }
+    if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) < 0)) {
+        set_error(rq, 400, "parameters.timeout must be a non-negative integer (microseconds)");
+        return -1;
+    }
+    rq->job.priority = prio ? (int)json_integer_value(prio) : 0;
+    rq->job.timeout_us = timeout ? json_integer_value(timeout) : 0;
+    return 0;
 }
 
 /* Checks one input's name, datatype and shape against the model's declaration. */
@@ -400,6 +492,9 @@ static int check_input_decl(void *user, const char *name, const dab_tensor_t *t,
             v = &g->values[g->inputs[i]];
     if (!v)
         return dab_err_set(err, DAB_EINVAL, "the model has no input named '%s'", name);
+    if (v->dtype != DAB_DT_UNDEFINED && !dab_v2_dtype_name(v->dtype))
+        return dab_err_set(err, DAB_EUNSUPPORTED, "input '%s' is %s, which v2 cannot carry",
+                           name, dab_dtype_name(v->dtype));
     if (v->dtype != DAB_DT_UNDEFINED && t->dtype != v->dtype)
         return dab_err_set(err, DAB_ETYPE, "input '%s' must be %s, got %s", name,
                            dab_v2_dtype_name(v->dtype), dab_v2_dtype_name(t->dtype));
@@ -552,11 +647,18 @@ static void infer(req_t *rq, int64_t version)
     if (rq->v2->id && !rq->request_id[0])
         snprintf(rq->request_id, sizeof rq->request_id, "%.*s", (int)DAB_MIN(rq->v2->id_len, 127),
                  rq->v2->id);
-    if (bind_inputs(rq, g))
+    if (bind_inputs(rq, g) || sched_params(rq))
         return;
+    if (atomic_load(&s->closing)) {
+        rq->retry_after = true;
+        rq->reason = "shutdown";
+        set_error(rq, 503, "the server is shutting down");
+        return;
+    }
     dab_runner_t *runner = dab_model_version_runner(rq->mv);
     rq->job.inputs = rq->feed;
     rq->job.done = infer_done;
+    rq->job.release = infer_release;
     rq->job.user = rq;
     /* An idle instance runs the request right here: nothing to wait for. */
     if (dab_runner_try_run(runner, &rq->job))
@@ -564,10 +666,23 @@ static void infer(req_t *rq, int64_t version)
     rq->state = RQ_WAITING;
     rq->suspended = true;
     MHD_suspend_connection(rq->conn);
+    /* Watched before it is queued: once queued it may finish (and be released) at once. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        atomic_fetch_add(&rq->refs, 1);
+        uint64_t h = dab_watch_add(s->watch, ci->connect_fd, rq);
+        if (h)
+            atomic_store(&rq->watch, h);
+        else
+            atomic_fetch_sub(&rq->refs, 1);
+    }
     if ((rc = dab_runner_submit(runner, &rq->job, &err))) {
-        rq->retry_after = rc == DAB_EBUSY;
-        set_error(rq, 503, err.msg);
+        rq_unwatch(rq);
+        rq->retry_after = rc == DAB_EBUSY || rc == DAB_ECANCELED;
+        set_error(rq, rc == DAB_EINVAL ? 400 : 503, err.msg);
         rq->outcome = "rejected";
+        rq->reason = rc == DAB_EBUSY ? "queue_full" : rc == DAB_ECANCELED ? "shutdown" : "invalid";
         MHD_resume_connection(rq->conn);
     }
 }
@@ -641,6 +756,30 @@ static void repo_index(req_t *rq)
 
 /* ---- metrics ---- */
 
+/* Sets the queue depth and running gauges of one loaded version (at scrape time). */
+static void queue_depth_metrics(dab_server_t *s, const char *model, int64_t version)
+{
+    dab_model_version_t *mv = dab_repo_acquire(s->repo, model, version, NULL);
+    dab_runner_t *r = mv ? dab_model_version_runner(mv) : NULL;
+    if (r) {
+        int depths[DAB_SCHED_MAX_LEVELS];
+        int n = DAB_MIN(dab_runner_queue_depths(r, depths, DAB_SCHED_MAX_LEVELS),
+                        DAB_SCHED_MAX_LEVELS);
+        char v[32], p[16];
+        snprintf(v, sizeof v, "%lld", (long long)version);
+        for (int l = 0; l < n; l++) {
+            snprintf(p, sizeof p, "%d", l + 1);
+            const char *labels[3] = {model, v, p};
+            dab_metric_set(s->m_queue_depth, labels, depths[l]);
+        }
+        dab_runner_stats_t rs;
+        dab_runner_stats(r, &rs);
+        const char *labels[2] = {model, v};
+        dab_metric_set(s->m_running, labels, rs.in_flight);
+    }
+    dab_model_version_release(mv);
+}
+
 static void metrics(req_t *rq)
 {
     dab_server_t *s = rq->srv;
@@ -655,6 +794,7 @@ static void metrics(req_t *rq)
                 dab_metric_set(s->m_model_ready, labels, vs->state == DAB_VS_READY);
                 if (vs->load_ns)
                     dab_metric_set(s->m_model_load, labels, vs->load_ns / 1e9);
+                queue_depth_metrics(s, st.models[i].name, vs->version);
             }
         dab_repo_status_free(&st);
     }
@@ -851,6 +991,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = dab_calloc(1, sizeof *rq);
         if (!rq)
             return MHD_NO;
+        atomic_init(&rq->refs, 1);
         rq->srv = s;
         rq->conn = conn;
         rq->start_ns = dab_now_ns();
@@ -958,6 +1099,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         }
         const char *m1[1] = {rq->model};
         dab_metric_observe(s->m_req_size, m1, (double)rq->bytes_in);
+        if (rq->reason) {
+            const char *mr[3] = {rq->model, label_version(rq), rq->reason};
+            dab_metric_add(s->m_rejections, mr, 1);
+        }
     }
     size_t bytes_out = rq->content_encoding ? rq->packed.len : rq->resp.len;
     dab_log(DAB_LOG_INFO, "request", DAB_F_STR("method", rq->method), DAB_F_STR("path", rq->path),
@@ -969,16 +1114,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         dab_log_limited(DAB_LOG_ERROR, "request_error", 10, "request_error",
                         DAB_F_STR("path", rq->path), DAB_F_INT("status", rq->status),
                         DAB_F_STRN("error", rq->resp.data ? rq->resp.data : "", rq->resp.len));
-    dab_v2_request_free(rq->v2);
-    dab_model_version_release(rq->mv);
-    dab_buf_free(&rq->body);
-    dab_buf_free(&rq->resp);
-    dab_buf_free(&rq->packed);
-    dab_free(rq->load_config);
-    dab_free(rq->path);
-    dab_free(rq);
     *con_cls = NULL;
     atomic_fetch_sub(&s->in_flight, 1);
+    rq_unref(rq);
 }
 
 /* ---- runners for the repository ---- */
@@ -988,23 +1126,54 @@ static int warm_session(void *user, dab_session_t *sess, dab_err_t *err)
     return dab_model_version_warmup(user, sess, err);
 }
 
+/* What a runner's on_batch needs: the batch-size series of its model version. */
+typedef struct batch_observer {
+    dab_series_t *batch_size;
+} batch_observer_t;
+
+static void on_batch(void *user, int rows, int jobs, uint64_t compute_ns)
+{
+    batch_observer_t *o = user;
+    (void)jobs;
+    (void)compute_ns;
+    dab_series_observe(o->batch_size, rows);
+}
+
 static int runner_create(void *user, dab_model_version_t *v, dab_err_t *err)
 {
     dab_server_t *s = user;
     const dab_model_config_t *c = dab_model_version_config(v);
-    char label[300];
-    snprintf(label, sizeof label, "%s:%lld", dab_model_version_name(v),
-             (long long)dab_model_version_number(v));
+    char label[300], version[32];
+    snprintf(version, sizeof version, "%lld", (long long)dab_model_version_number(v));
+    snprintf(label, sizeof label, "%s:%s", dab_model_version_name(v), version);
     dab_runner_opts_t ro = {.instances = c->instance_count > 0 ? c->instance_count : 1,
                             .max_queue = s->o.max_queue,
                             .label = label,
-                            .max_value_bytes = MAX_VALUE_BYTES};
-    dab_runner_t *r;
-    int rc = dab_runner_create(dab_model_version_graph(v), &ro, &r, err);
-    if (rc)
+                            .max_value_bytes = MAX_VALUE_BYTES,
+                            .on_batch = on_batch};
+    dab_queue_policy_t *policies = NULL;
+    int rc = dab_batching_from_json(json_object_get(c->json, "dynamic_batching"),
+                                    c->max_batch_size, &ro.batching, &policies, err);
+    batch_observer_t *obs = rc ? NULL : dab_calloc(1, sizeof *obs);
+    if (!rc && !obs)
+        rc = dab_err_set(err, DAB_ENOMEM, "out of memory");
+    if (rc) {
+        dab_free(policies);
         return rc;
+    }
+    const char *labels[2] = {dab_model_version_name(v), version};
+    obs->batch_size = dab_metric_series(s->m_batch_size, labels);
+    ro.observer = obs;
+    dab_runner_t *r;
+    rc = dab_runner_create(dab_model_version_graph(v), &ro, &r, err);
+    dab_free(policies); /* the runner keeps its own copy */
+    if (rc) {
+        dab_free(obs);
+        return rc;
+    }
     if ((rc = dab_runner_each_session(r, warm_session, v, err))) {
         dab_runner_destroy(r, true);
+        dab_free(obs);
         return dab_err_prefix(err, "warm-up: ");
     }
     dab_model_version_set_runner(v, r);
@@ -1014,7 +1183,10 @@ static int runner_create(void *user, dab_model_version_t *v, dab_err_t *err)
 static void runner_destroy(void *user, dab_model_version_t *v)
 {
     (void)user;
-    dab_runner_destroy(dab_model_version_runner(v), false);
+    dab_runner_t *r = dab_model_version_runner(v);
+    void *obs = dab_runner_observer(r);
+    dab_runner_destroy(r, false);
+    dab_free(obs);
 }
 
 static void on_change(void *user, const char *model)
@@ -1085,6 +1257,21 @@ static void register_metrics(dab_server_t *s)
                                         "1 when the model version is loaded and serving", 2, mv);
     s->m_model_load = dab_metric_gauge("dabba_model_load_seconds",
                                        "Time the serving version took to load and warm up", 2, mv);
+    static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+    s->m_batch_size = dab_metric_histogram("dabba_batch_size",
+                                           "Rows per engine run (dynamic batches included)", 2,
+                                           mv, batch_bounds, DAB_ARRAY_LEN(batch_bounds));
+    static const char *const mvp[] = {"model", "version", "priority"};
+    s->m_queue_depth = dab_metric_gauge("dabba_queue_depth",
+                                        "Inference requests waiting, by priority level", 3, mvp);
+    s->m_running = dab_metric_gauge("dabba_inference_running",
+                                    "Inference requests the engine is running now", 2, mv);
+    static const char *const mvr[] = {"model", "version", "reason"};
+    s->m_rejections = dab_metric_counter(
+        "dabba_inference_rejections_total",
+        "Inference requests the scheduler refused or dropped: queue_full, timeout, "
+        "disconnected, shutdown, invalid",
+        3, mvr);
 }
 
 int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *err)
@@ -1106,6 +1293,11 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     s->limits.max_total_bytes = o->max_body_bytes * 2;
     register_metrics(s);
     dab_sched_set_budget(o->threads);
+    int rc = dab_watch_start(client_gone, &s->watch, err);
+    if (rc) {
+        dab_free(s);
+        return rc;
+    }
     dab_repo_opts_t ro = {
         .mode = (dab_control_mode_t)o->control_mode,
         .poll_secs = o->poll_secs,
@@ -1116,8 +1308,7 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
         .on_change = on_change,
         .user = s,
     };
-    int rc = dab_repo_open(o->repository, &ro, &s->repo, err);
-    if (rc)
+    if ((rc = dab_repo_open(o->repository, &ro, &s->repo, err)))
         goto fail;
     if ((rc = dab_repo_start(s->repo, err)))
         goto fail;
@@ -1149,6 +1340,7 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     return 0;
 fail:
     dab_repo_close(s->repo);
+    dab_watch_stop(s->watch);
     dab_free(s);
     return rc;
 }
@@ -1207,14 +1399,21 @@ int dab_server_stop(dab_server_t *s)
     /* libmicrohttpd must not be stopped with suspended connections: answer the queued
      * requests, give running ones a moment, and otherwise leave everything to exit(). */
     if (atomic_load(&s->in_flight) > 0) {
-        cancel_queued(s);
-        int left = dab_server_wait_idle(s, 2000);
+        /* Requests still being received or decoded reach a runner later: they are
+         * refused from now on, and queues are emptied again while running ones finish. */
+        atomic_store(&s->closing, true);
+        int left = 1;
+        for (int i = 0; i < 200 && left > 0; i++) {
+            cancel_queued(s);
+            left = dab_server_wait_idle(s, 10);
+        }
         if (left > 0)
             return left;
     }
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     dab_repo_close(s->repo);
+    dab_watch_stop(s->watch);
     dab_free(s);
     return 0;
 }

@@ -583,6 +583,11 @@ int dab_v2_response_encode(const dab_v2_response_t *r, dab_buf_t *out, size_t *j
         const dab_v2_output_t *o = &r->outputs[i];
         const dab_tensor_t *t = o->tensor;
         const char *dtn = t ? dab_v2_dtype_name(t->dtype) : NULL;
+        if (t && !dtn && o->name) {
+            rc = dab_err_set(err, DAB_EUNSUPPORTED, "output '%.64s' is %s, which v2 cannot carry",
+                             o->name, dab_dtype_name(t->dtype));
+            goto fail;
+        }
         if (!dtn || !o->name || t->rank < 0 || t->rank > DAB_MAX_RANK) {
             rc = dab_err_set(err, DAB_EINTERNAL, "output '%.64s' has no v2 datatype or shape",
                              o->name ? o->name : "?");

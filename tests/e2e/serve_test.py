@@ -109,6 +109,28 @@ class Server:
         return self.proc.returncode
 
 
+def big_batch_repo():
+    """A repository whose digits_cnn takes batches of up to 4096 rows (the examples' default
+    max_batch_size is 64): large batches keep an instance busy for the overload and drain
+    tests. The caller removes the folder."""
+    tmp = tempfile.mkdtemp()
+    os.symlink(os.path.join(EXAMPLES, "digits_mlp"), os.path.join(tmp, "digits_mlp"))
+    os.makedirs(os.path.join(tmp, "digits_cnn", "1"))
+    os.symlink(os.path.join(EXAMPLES, "digits_cnn", "1", "model.onnx"),
+               os.path.join(tmp, "digits_cnn", "1", "model.onnx"))
+    with open(os.path.join(tmp, "digits_cnn", "config.json"), "w") as f:
+        f.write('{"max_batch_size": 4096}')
+    return tmp
+
+
+def in_big_batch_repo(fn):
+    repo = big_batch_repo()
+    try:
+        fn(repo)
+    finally:
+        shutil.rmtree(repo)
+
+
 def infer_body(rows, name="pixels", binary_out=False, rid=None, shape=None):
     x = np.asarray(rows, dtype=np.float32)
     body = {"inputs": [{"name": name, "datatype": "FP32", "shape": list(shape or x.shape),
@@ -345,7 +367,11 @@ def test_hot_swap():
 
 
 def test_drain():
-    s = Server(EXAMPLES, "--threads", "1")
+    in_big_batch_repo(drain_in)
+
+
+def drain_in(repo):
+    s = Server(repo, "--threads", "1")
     if not s.wait_ready():
         check("drain: server ready", False)
         s.stop()
@@ -443,7 +469,11 @@ def test_explicit_mode():
 
 
 def test_overload_and_timeouts():
-    s = Server(EXAMPLES, "--threads", "1", "--max-queue", "1", "--idle-timeout-secs", "1",
+    in_big_batch_repo(overload_in)
+
+
+def overload_in(repo):
+    s = Server(repo, "--threads", "1", "--max-queue", "1", "--idle-timeout-secs", "1",
                "--request-timeout-secs", "2")
     try:
         check("overload: server ready", s.wait_ready())
@@ -523,7 +553,11 @@ def test_sighup_rescan():
 def test_drain_timeout():
     # More queued work than --exit-timeout-secs allows: the requests still queued are
     # answered 503 at exit, none is dropped without an answer, and the exit status is 0.
-    s = Server(EXAMPLES, "--threads", "1", "--exit-timeout-secs", "1")
+    in_big_batch_repo(drain_timeout_in)
+
+
+def drain_timeout_in(repo):
+    s = Server(repo, "--threads", "1", "--exit-timeout-secs", "1")
     if not s.wait_ready():
         check("drain timeout: server ready", False)
         s.stop()
