@@ -2,7 +2,7 @@
  * cmd_conformance.c - `dabba conformance DIR...`: runs folders in the ONNX
  * backend-test layout (model.onnx + test_data_set_N/{input,output}_K.pb) and
  * judges each output with rtol 1e-3 / atol 1e-5 (exact for integers, bools
- * and strings).
+ * and strings; the small float formats by their decoded values).
  *
  * Each test runs in a child process, so that a crash or a hang is reported
  * as that test's FAIL and the run goes on. The parent never runs engine
@@ -93,8 +93,8 @@ static int compare(const char *name, const dab_tensor_t *got, const dab_tensor_t
             }
         return 1;
     }
-    bool fp = dt == DAB_DT_FLOAT || dt == DAB_DT_DOUBLE || dt == DAB_DT_FLOAT16 ||
-              dt == DAB_DT_BFLOAT16;
+    /* the float8 / float4 formats compare as the values they decode to */
+    bool fp = dab_dtype_is_float(dt);
     double worst = 0;
     int64_t worst_i = -1;
     for (int64_t i = 0; i < n; i++) {

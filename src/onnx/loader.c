@@ -4,8 +4,9 @@
  * The file is mapped read-only and unpacked by protobuf-c through dabba's
  * allocator. Initializer bytes are then moved out of the message into the
  * graph (the message's pointer is cleared), so a model costs one copy of its
- * weights, not two. Constant nodes become constant values. Every size read
- * from the file is checked before it is used.
+ * weights, not two (4- and 2-bit types, which ONNX packs, are unpacked to a
+ * byte per element: see tensor.h). Constant nodes become constant values. Every
+ * size read from the file is checked before it is used.
  */
 #include "onnx.h"
 
@@ -161,10 +162,57 @@ static int load_external(load_ctx_t *ctx, const Onnx__TensorProto *tp, const cha
     return 0;
 }
 
+/*
+ * Unpacks n elements of a 4- or 2-bit dtype from ONNX's packed form (first element in the
+ * low bits) into one byte each, as tensor.h lays them out. in and out may not overlap.
+ */
+static void unpack_sub_byte(dab_dtype_t dt, const uint8_t *in, int64_t n, uint8_t *out)
+{
+    int bits = dab_dtype_packed_bits(dt), per = 8 / bits;
+    unsigned mask = (1u << bits) - 1;
+    bool is_signed = dt == DAB_DT_INT4 || dt == DAB_DT_INT2;
+    for (int64_t i = 0; i < n; i++) {
+        unsigned v = (unsigned)(in[i / per] >> (i % per * bits)) & mask;
+        if (is_signed && (v >> (bits - 1)))
+            v |= ~mask; /* sign-extend; the cast keeps the low byte */
+        out[i] = (uint8_t)v;
+    }
+}
+
+/* Bytes of numel elements of dt in ONNX's raw encoding (packed for 4- and 2-bit types). */
+static size_t raw_bytes(dab_dtype_t dt, int64_t numel)
+{
+    int bits = dab_dtype_packed_bits(dt);
+    if (bits >= 8)
+        return (size_t)numel * (size_t)(bits / 8);
+    return (size_t)((numel + 8 / bits - 1) / (8 / bits));
+}
+
 /* Copies a typed repeated field into a new block of numel elements. */
 static int typed_data(Onnx__TensorProto *tp, dab_dtype_t dt, int64_t numel, const char *what,
                       size_t bytes, void **out, dab_err_t *err)
 {
+    int bits = dab_dtype_packed_bits(dt);
+    if (bits < 8) {
+        /* int32_data holds the packed bytes, one per value */
+        size_t want = raw_bytes(dt, numel);
+        if (tp->n_int32_data != want)
+            return dab_err_set(err, DAB_EFORMAT,
+                               "tensor '%s' holds %zu packed bytes but its shape needs %zu", what,
+                               tp->n_int32_data, want);
+        uint8_t *packed = dab_malloc(want ? want : 1), *d = dab_malloc(bytes ? bytes : 1);
+        if (!packed || !d) {
+            dab_free(packed);
+            dab_free(d);
+            return dab_err_set(err, DAB_ENOMEM, "out of memory reading tensor '%s'", what);
+        }
+        for (size_t i = 0; i < want; i++)
+            packed[i] = (uint8_t)tp->int32_data[i];
+        unpack_sub_byte(dt, packed, numel, d);
+        dab_free(packed);
+        *out = d;
+        return 0;
+    }
     size_t have;
     switch (dt) {
     case DAB_DT_FLOAT: have = tp->n_float_data; break;
@@ -179,7 +227,12 @@ static int typed_data(Onnx__TensorProto *tp, dab_dtype_t dt, int64_t numel, cons
     case DAB_DT_UINT8:
     case DAB_DT_BOOL:
     case DAB_DT_FLOAT16:
-    case DAB_DT_BFLOAT16: have = tp->n_int32_data; break;
+    case DAB_DT_BFLOAT16:
+    case DAB_DT_FLOAT8E4M3FN:
+    case DAB_DT_FLOAT8E4M3FNUZ:
+    case DAB_DT_FLOAT8E5M2:
+    case DAB_DT_FLOAT8E5M2FNUZ:
+    case DAB_DT_FLOAT8E8M0: have = tp->n_int32_data; break;
     default:
         return dab_err_set(err, DAB_EUNSUPPORTED, "tensor '%s' has unsupported data type %s",
                            what, dab_dtype_name(dt));
@@ -204,11 +257,54 @@ static int typed_data(Onnx__TensorProto *tp, dab_dtype_t dt, int64_t numel, cons
         case DAB_DT_UINT16:
         case DAB_DT_FLOAT16:
         case DAB_DT_BFLOAT16: ((uint16_t *)d)[i] = (uint16_t)tp->int32_data[i]; break;
-        case DAB_DT_UINT8: ((uint8_t *)d)[i] = (uint8_t)tp->int32_data[i]; break;
+        case DAB_DT_UINT8:
+        case DAB_DT_FLOAT8E4M3FN:
+        case DAB_DT_FLOAT8E4M3FNUZ:
+        case DAB_DT_FLOAT8E5M2:
+        case DAB_DT_FLOAT8E5M2FNUZ:
+        case DAB_DT_FLOAT8E8M0: ((uint8_t *)d)[i] = (uint8_t)tp->int32_data[i]; break;
         case DAB_DT_BOOL: ((uint8_t *)d)[i] = tp->int32_data[i] != 0; break;
         default: break;
         }
     }
+    *out = d;
+    return 0;
+}
+
+/*
+ * A 4- or 2-bit tensor stored as raw or external bytes: unpacked into a new block of
+ * numel bytes in *out (the caller owns it). A mapping made for external data stays with
+ * ctx->root as load_external leaves it.
+ */
+static int packed_data(load_ctx_t *ctx, Onnx__TensorProto *tp, dab_tensor_t *t,
+                       const char *what, void **out, dab_err_t *err)
+{
+    int64_t numel = dab_tensor_numel(t);
+    size_t want = raw_bytes(t->dtype, numel);
+    const void *src;
+    void *copy = NULL;
+    char shape_buf[128];
+    if (tp->has_data_location &&
+        tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        void *ext;
+        int rc = load_external(ctx, tp, what, want, &ext, &copy, err);
+        if (rc)
+            return rc;
+        src = ext;
+    } else {
+        if (tp->raw_data.len != want)
+            return dab_err_set(err, DAB_EFORMAT,
+                               "tensor '%s' has %zu bytes of raw data but %s %s needs %zu",
+                               what, tp->raw_data.len, dab_dtype_name(t->dtype),
+                               dab_shape_str(t, shape_buf, sizeof shape_buf), want);
+        src = tp->raw_data.data;
+    }
+    uint8_t *d = dab_malloc(numel ? (size_t)numel : 1);
+    if (d)
+        unpack_sub_byte(t->dtype, src, numel, d);
+    dab_free(copy);
+    if (!d)
+        return dab_err_set(err, DAB_ENOMEM, "out of memory reading tensor '%s'", what);
     *out = d;
     return 0;
 }
@@ -277,11 +373,15 @@ static int tensor_from_proto(load_ctx_t *ctx, Onnx__TensorProto *tp, const char 
         bytes = (size_t)numel * dab_dtype_size(dt);
     void *data = NULL;
     char shape_buf[128];
+    bool external = tp->has_data_location &&
+                    tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     if (dt == DAB_DT_STRING) {
         rc = string_data(tp, numel, what, owned, err);
         data = *owned;
-    } else if (tp->has_data_location &&
-               tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+    } else if (dab_dtype_packed_bits(dt) < 8 && (external || tp->has_raw_data)) {
+        rc = packed_data(ctx, tp, t, what, owned, err);
+        data = *owned;
+    } else if (external) {
         rc = load_external(ctx, tp, what, bytes, &data, owned, err);
     } else if (tp->has_raw_data) {
         if (tp->raw_data.len != bytes)

@@ -15,7 +15,7 @@
 #define DAB_DTM_MOVE (DAB_DTM_ALL | DAB_DTM(DAB_DT_FLOAT16) | DAB_DTM(DAB_DT_BFLOAT16))
 
 /* Dtypes Cast converts between. */
-#define DAB_DTM_CAST DAB_DTM_MOVE
+#define DAB_DTM_CAST (DAB_DTM_MOVE | DAB_DTM_LOWP)
 
 /* ---- the strided copy engine (shape_copy.c) ---- */
 

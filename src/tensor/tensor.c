@@ -1,6 +1,6 @@
 /*
- * tensor.c - dtype facts, shape arithmetic, owned tensors and half-precision
- * conversions shared by every subsystem.
+ * tensor.c - dtype facts, shape arithmetic, owned tensors and the conversions of
+ * half-precision and small (8-bit and narrower) floats shared by every subsystem.
  */
 #include "tensor.h"
 
@@ -21,6 +21,16 @@ static const struct {
     [DAB_DT_UINT32] = {"uint32", 4},       [DAB_DT_UINT64] = {"uint64", 8},
     [DAB_DT_COMPLEX64] = {"complex64", 8}, [DAB_DT_COMPLEX128] = {"complex128", 16},
     [DAB_DT_BFLOAT16] = {"bfloat16", 2},
+    [DAB_DT_FLOAT8E4M3FN] = {"float8e4m3fn", 1},
+    [DAB_DT_FLOAT8E4M3FNUZ] = {"float8e4m3fnuz", 1},
+    [DAB_DT_FLOAT8E5M2] = {"float8e5m2", 1},
+    [DAB_DT_FLOAT8E5M2FNUZ] = {"float8e5m2fnuz", 1},
+    [DAB_DT_UINT4] = {"uint4", 1},
+    [DAB_DT_INT4] = {"int4", 1},
+    [DAB_DT_FLOAT4E2M1] = {"float4e2m1", 1},
+    [DAB_DT_FLOAT8E8M0] = {"float8e8m0", 1},
+    [DAB_DT_UINT2] = {"uint2", 1},
+    [DAB_DT_INT2] = {"int2", 1},
 };
 
 size_t dab_dtype_size(dab_dtype_t dt)
@@ -36,6 +46,35 @@ const char *dab_dtype_name(dab_dtype_t dt)
 bool dab_dtype_valid(int dt)
 {
     return dt > 0 && dt < DAB_DT_COUNT_ && dt != DAB_DT_COMPLEX64 && dt != DAB_DT_COMPLEX128;
+}
+
+bool dab_dtype_is_float(dab_dtype_t dt)
+{
+    switch (dt) {
+    case DAB_DT_FLOAT:
+    case DAB_DT_DOUBLE:
+    case DAB_DT_FLOAT16:
+    case DAB_DT_BFLOAT16:
+    case DAB_DT_FLOAT8E4M3FN:
+    case DAB_DT_FLOAT8E4M3FNUZ:
+    case DAB_DT_FLOAT8E5M2:
+    case DAB_DT_FLOAT8E5M2FNUZ:
+    case DAB_DT_FLOAT8E8M0:
+    case DAB_DT_FLOAT4E2M1: return true;
+    default: return false;
+    }
+}
+
+int dab_dtype_packed_bits(dab_dtype_t dt)
+{
+    switch (dt) {
+    case DAB_DT_INT4:
+    case DAB_DT_UINT4:
+    case DAB_DT_FLOAT4E2M1: return 4;
+    case DAB_DT_INT2:
+    case DAB_DT_UINT2: return 2;
+    default: return 8 * (int)dab_dtype_size(dt);
+    }
 }
 
 static size_t elem_bytes(dab_dtype_t dt)
@@ -154,6 +193,16 @@ double dab_tensor_get_f64(const dab_tensor_t *t, int64_t i)
     case DAB_DT_UINT32: return ((const uint32_t *)d)[i];
     case DAB_DT_INT64: return (double)((const int64_t *)d)[i];
     case DAB_DT_UINT64: return (double)((const uint64_t *)d)[i];
+    case DAB_DT_INT4:
+    case DAB_DT_INT2: return ((const int8_t *)d)[i];
+    case DAB_DT_UINT4:
+    case DAB_DT_UINT2: return ((const uint8_t *)d)[i];
+    case DAB_DT_FLOAT8E4M3FN:
+    case DAB_DT_FLOAT8E4M3FNUZ:
+    case DAB_DT_FLOAT8E5M2:
+    case DAB_DT_FLOAT8E5M2FNUZ:
+    case DAB_DT_FLOAT8E8M0:
+    case DAB_DT_FLOAT4E2M1: return dab_small_float_to_f32(t->dtype, ((const uint8_t *)d)[i]);
     default: return NAN;
     }
 }
@@ -171,6 +220,10 @@ int64_t dab_tensor_get_i64(const dab_tensor_t *t, int64_t i)
     case DAB_DT_INT8: return ((const int8_t *)d)[i];
     case DAB_DT_UINT8: return ((const uint8_t *)d)[i];
     case DAB_DT_BOOL: return ((const uint8_t *)d)[i] != 0;
+    case DAB_DT_INT4:
+    case DAB_DT_INT2: return ((const int8_t *)d)[i];
+    case DAB_DT_UINT4:
+    case DAB_DT_UINT2: return ((const uint8_t *)d)[i];
     default: {
         double v = dab_tensor_get_f64(t, i);
         return isfinite(v) && fabs(v) < 9.2e18 ? (int64_t)v : 0;
@@ -252,4 +305,146 @@ uint16_t dab_f32_to_bf16(float f)
         return (uint16_t)((x >> 16) | 0x40);
     x += 0x7fff + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
+}
+
+/* ---- small floats ----
+ * The FLOAT8 formats and FLOAT4E2M1 are sign, exponent, mantissa with IEEE-style
+ * subnormals; they differ in widths, bias and which codes are NaN or infinity. A code's
+ * magnitude bits read as one integer grow with the value, so rounding a float's
+ * significand up may carry into the exponent and land on the next binade exactly.
+ */
+typedef struct small_fmt {
+    int man_bits;     /* mantissa bits */
+    int bias;         /* exponent bias */
+    uint8_t sign;     /* the sign bit */
+    uint8_t max;      /* magnitude code of the largest finite value */
+    uint8_t inf;      /* magnitude code of infinity; 0: none */
+    uint8_t nan;      /* magnitude code of NaN (sign kept); 0: see uz / none */
+    bool uz;          /* FNUZ: no -0; the -0 code 0x80 is the one NaN */
+    bool always_sat;  /* no NaN to overflow to: out-of-range values saturate */
+} small_fmt_t;
+
+static const small_fmt_t *small_fmt(dab_dtype_t dt)
+{
+    static const small_fmt_t e4m3fn = {3, 7, 0x80, 0x7e, 0, 0x7f, false, false};
+    static const small_fmt_t e4m3fnuz = {3, 8, 0x80, 0x7f, 0, 0, true, false};
+    static const small_fmt_t e5m2 = {2, 15, 0x80, 0x7b, 0x7c, 0x7e, false, false};
+    static const small_fmt_t e5m2fnuz = {2, 16, 0x80, 0x7f, 0, 0, true, false};
+    static const small_fmt_t e2m1 = {1, 1, 0x08, 0x07, 0, 0, false, true};
+    switch (dt) {
+    case DAB_DT_FLOAT8E4M3FN: return &e4m3fn;
+    case DAB_DT_FLOAT8E4M3FNUZ: return &e4m3fnuz;
+    case DAB_DT_FLOAT8E5M2: return &e5m2;
+    case DAB_DT_FLOAT8E5M2FNUZ: return &e5m2fnuz;
+    case DAB_DT_FLOAT4E2M1: return &e2m1;
+    default: return NULL;
+    }
+}
+
+static float f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+float dab_small_float_to_f32(dab_dtype_t dt, uint8_t code)
+{
+    if (dt == DAB_DT_FLOAT8E8M0) {
+        if (code == 0xff)
+            return NAN;
+        /* 2^-127 is a float32 subnormal: only its top mantissa bit set */
+        return f32_from_bits(code ? (uint32_t)code << 23 : 0x00400000u);
+    }
+    const small_fmt_t *F = small_fmt(dt);
+    if (!F)
+        return NAN;
+    bool neg = code & F->sign;
+    uint32_t mag = code & (F->sign - 1u);
+    if (F->uz && code == 0x80)
+        return NAN;
+    if (F->inf && mag == F->inf)
+        return neg ? -INFINITY : INFINITY;
+    if (mag > F->max && !F->uz)
+        return NAN;
+    uint32_t e = mag >> F->man_bits, m = mag & ((1u << F->man_bits) - 1);
+    float v;
+    if (e == 0) /* subnormal: m units of 2^(1 - bias - man_bits) */
+        v = (float)m * f32_from_bits((uint32_t)(127 + 1 - F->bias - F->man_bits) << 23);
+    else
+        v = f32_from_bits((e + 127u - (uint32_t)F->bias) << 23 | m << (23 - F->man_bits));
+    return neg ? -v : v;
+}
+
+uint8_t dab_f32_to_small_float(dab_dtype_t dt, float f, bool saturate)
+{
+    if (dt == DAB_DT_FLOAT8E8M0)
+        return dab_f32_to_e8m0(f, DAB_ROUND_UP, saturate);
+    const small_fmt_t *F = small_fmt(dt);
+    if (!F)
+        return 0;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t a = u & 0x7fffffffu;
+    uint8_t sign = (u >> 31) ? F->sign : 0;
+    uint8_t nan = F->uz ? 0x80 : F->nan ? (uint8_t)(sign | F->nan) : F->sign;
+    if (a > 0x7f800000u)
+        return nan;
+    saturate = saturate || F->always_sat;
+    uint32_t code;
+    if (a == 0x7f800000u) {
+        code = 0x100; /* past any max: handled as an overflow below */
+    } else if (a < 0x00800000u) {
+        code = 0; /* float32 zero or subnormal: far below every format's smallest value */
+    } else {
+        int e = (int)(a >> 23) - 127, emin = 1 - F->bias;
+        uint32_t sig = (a & 0x7fffffu) | 0x800000u; /* 24-bit significand */
+        int below = e < emin ? emin - e : 0;        /* binades under the normal range */
+        int sh = 23 - F->man_bits + below;
+        if (sh > 24) {
+            code = 0; /* under half the smallest subnormal */
+        } else {
+            code = sig >> sh;
+            if (!below)
+                code += (uint32_t)(e + F->bias - 1) << F->man_bits;
+            uint32_t rem = sig & ((1u << sh) - 1), half = 1u << (sh - 1);
+            if (rem > half || (rem == half && (code & 1)))
+                code++;
+        }
+    }
+    if (code > F->max) {
+        if (saturate)
+            code = F->max;
+        else if (F->inf)
+            code = F->inf;
+        else
+            return nan | (F->uz ? 0 : sign);
+    }
+    if (code == 0 && F->uz)
+        return 0;
+    return (uint8_t)(sign | code);
+}
+
+uint8_t dab_f32_to_e8m0(float f, dab_round_mode_t mode, bool saturate)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u)
+        return 0xff;
+    if (a == 0x7f800000u)
+        return saturate ? 0xfe : 0xff;
+    uint32_t e = a >> 23, m = a & 0x7fffffu;
+    if (e == 0) { /* zero or float32 subnormal; 2^-127 is m = 0x400000 */
+        switch (mode) {
+        case DAB_ROUND_UP: return m > 0x400000u;
+        case DAB_ROUND_NEAREST: return m >= 0x600000u;
+        default: return 0;
+        }
+    }
+    if ((mode == DAB_ROUND_UP && m) || (mode == DAB_ROUND_NEAREST && m >= 0x400000u))
+        e++;
+    if (e > 0xfe)
+        return saturate ? 0xfe : 0xff;
+    return (uint8_t)e;
 }

@@ -32,8 +32,30 @@ typedef enum dab_dtype {
     DAB_DT_COMPLEX64 = 14,
     DAB_DT_COMPLEX128 = 15,
     DAB_DT_BFLOAT16 = 16,
-    DAB_DT_COUNT_ = 17
+    DAB_DT_FLOAT8E4M3FN = 17,
+    DAB_DT_FLOAT8E4M3FNUZ = 18,
+    DAB_DT_FLOAT8E5M2 = 19,
+    DAB_DT_FLOAT8E5M2FNUZ = 20,
+    DAB_DT_UINT4 = 21,
+    DAB_DT_INT4 = 22,
+    DAB_DT_FLOAT4E2M1 = 23,
+    DAB_DT_FLOAT8E8M0 = 24,
+    DAB_DT_UINT2 = 25,
+    DAB_DT_INT2 = 26,
+    DAB_DT_COUNT_ = 27
 } dab_dtype_t;
+
+/*
+ * The low-precision dtypes (17-26) hold one element per byte in memory, whatever their
+ * width in a file:
+ *   FLOAT8* (five formats)  the 8-bit code;
+ *   FLOAT4E2M1              the 4-bit code in the low nibble (upper bits 0);
+ *   INT4, INT2              the value as a sign-extended int8 (-8..7, -2..1);
+ *   UINT4, UINT2            the value as a uint8 (0..15, 0..3).
+ * So dab_dtype_size is 1 for all of them and data-movement code needs no special case;
+ * whoever writes such a tensor keeps the values in range. ONNX packs the 4- and 2-bit
+ * types two or four to a byte (first element in the low bits); the loader unpacks them.
+ */
 
 /* Bit for a dtype in a dtype mask (op declarations). */
 #define DAB_DTM(dt) (1u << (dt))
@@ -45,6 +67,13 @@ typedef enum dab_dtype {
 #define DAB_DTM_INTS (DAB_DTM_SINT | DAB_DTM_UINT)
 #define DAB_DTM_NUMERIC (DAB_DTM_FLOATS | DAB_DTM_INTS)
 #define DAB_DTM_ALL (DAB_DTM_NUMERIC | DAB_DTM(DAB_DT_BOOL))
+#define DAB_DTM_FLOAT8                                                                    \
+    (DAB_DTM(DAB_DT_FLOAT8E4M3FN) | DAB_DTM(DAB_DT_FLOAT8E4M3FNUZ) |                      \
+     DAB_DTM(DAB_DT_FLOAT8E5M2) | DAB_DTM(DAB_DT_FLOAT8E5M2FNUZ))
+/* The dtypes of 8 bits or fewer added by ONNX 1.14-1.23 (17-26). */
+#define DAB_DTM_LOWP                                                                      \
+    (DAB_DTM_FLOAT8 | DAB_DTM(DAB_DT_FLOAT8E8M0) | DAB_DTM(DAB_DT_FLOAT4E2M1) |          \
+     DAB_DTM(DAB_DT_INT4) | DAB_DTM(DAB_DT_UINT4) | DAB_DTM(DAB_DT_INT2) | DAB_DTM(DAB_DT_UINT2))
 
 /* Element size in bytes (0 for UNDEFINED and STRING, whose elements are dab_str_t). */
 size_t dab_dtype_size(dab_dtype_t dt);
@@ -54,6 +83,14 @@ const char *dab_dtype_name(dab_dtype_t dt);
 
 /* True for the dtypes the engine can hold in a tensor (known, fixed-size or string). */
 bool dab_dtype_valid(int dt);
+
+/* True for the floating-point dtypes: float, double, float16, bfloat16, the float8
+ * formats and float4e2m1. */
+bool dab_dtype_is_float(dab_dtype_t dt);
+
+/* Bits an element takes in ONNX's packed encoding: 4 for INT4/UINT4/FLOAT4E2M1, 2 for
+ * INT2/UINT2, else 8 * dab_dtype_size (0 for strings and UNDEFINED). */
+int dab_dtype_packed_bits(dab_dtype_t dt);
 
 /* A STRING tensor's element: bytes owned by whoever owns the tensor. */
 typedef struct dab_str {
@@ -103,7 +140,8 @@ int dab_tensor_alloc(dab_tensor_t *t, dab_dtype_t dt, int rank, const int64_t *d
                      dab_err_t *err);
 void dab_tensor_free(dab_tensor_t *t);
 
-/* Reads element i of a numeric or bool tensor as double / int64 (conversion as C casts). */
+/* Reads element i of a numeric or bool tensor (low-precision dtypes included) as double /
+ * int64 (conversion as C casts). */
 double dab_tensor_get_f64(const dab_tensor_t *t, int64_t i);
 int64_t dab_tensor_get_i64(const dab_tensor_t *t, int64_t i);
 
@@ -122,5 +160,36 @@ float dab_f16_to_f32(uint16_t h);
 uint16_t dab_f32_to_f16(float f);
 float dab_bf16_to_f32(uint16_t h);
 uint16_t dab_f32_to_bf16(float f);
+
+/*
+ * The small float formats: dt is one of the four FLOAT8 formats, FLOAT4E2M1 or
+ * FLOAT8E8M0, code an element as held in memory. Decoding is exact (NaN codes give NaN,
+ * E5M2's infinities infinities).
+ */
+float dab_small_float_to_f32(dab_dtype_t dt, uint8_t code);
+
+/*
+ * float32 to a FLOAT8 format or FLOAT4E2M1 as ONNX's Cast does: round to nearest even;
+ * NaN stays NaN (FLOAT4E2M1, which has none, gets the -0 code 0x8 as ONNX's reference
+ * writes); values beyond the largest finite one, infinities included, become that
+ * value when saturate is true, else NaN (E5M2: infinity). FLOAT4E2M1 always saturates.
+ * The FNUZ formats have no -0: negative values that round to zero give +0.
+ * FLOAT8E8M0 is converted as dab_f32_to_e8m0 with DAB_ROUND_UP.
+ */
+uint8_t dab_f32_to_small_float(dab_dtype_t dt, float f, bool saturate);
+
+/* Rounding of a conversion to FLOAT8E8M0 (Cast's round_mode: "up", "down", "nearest"). */
+typedef enum dab_round_mode {
+    DAB_ROUND_UP = 0,   /* to the power of two at or above |x| */
+    DAB_ROUND_DOWN = 1, /* to the power of two at or below |x| */
+    DAB_ROUND_NEAREST = 2 /* to the nearer of the two; halfway goes up */
+} dab_round_mode_t;
+
+/*
+ * float32 to FLOAT8E8M0 (2^(code-127), 0xFF NaN; unsigned: the sign is ignored). NaN gives
+ * NaN; infinity and results past 2^127 give 2^127 when saturate, else NaN; zero and
+ * results below 2^-127 give 2^-127.
+ */
+uint8_t dab_f32_to_e8m0(float f, dab_round_mode_t mode, bool saturate);
 
 #endif

@@ -237,5 +237,76 @@ TEST(test_fuzz_regressions)
     }
 }
 
+/* A TensorProto of the given data_type and 1-D dims holding `payload` (field bytes). */
+static size_t tensor_proto(uint8_t *buf, int dt, int dim, const char *payload, size_t plen)
+{
+    size_t n = 0;
+    buf[n++] = 0x08; /* dims */
+    buf[n++] = (uint8_t)dim;
+    buf[n++] = 0x10; /* data_type */
+    buf[n++] = (uint8_t)dt;
+    memcpy(buf + n, payload, plen);
+    return n + plen;
+}
+
+/* The low-precision dtypes: 4- and 2-bit types are packed in raw_data and int32_data and
+ * come out one byte per element; float8 int32_data holds one code per value. */
+TEST(test_low_precision_tensors)
+{
+    uint8_t buf[64];
+    dab_tensor_t t = {0};
+    dab_err_t e = {0};
+    /* INT4 [5] in raw_data (field 9): nibbles 7 8 9 a b */
+    size_t n = tensor_proto(buf, DAB_DT_INT4, 5, "\x4a\x03\x87\xa9\x0b", 5);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), 0);
+    if (t.data) {
+        const int8_t want[] = {7, -8, -7, -6, -5};
+        CHECK_EQ_INT(t.dtype, DAB_DT_INT4);
+        CHECK(!memcmp(t.data, want, 5));
+    }
+    dab_tensor_free(&t);
+    n = tensor_proto(buf, DAB_DT_UINT4, 5, "\x4a\x03\x87\xa9\x0b", 5);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), 0);
+    if (t.data)
+        CHECK(!memcmp(t.data, "\x07\x08\x09\x0a\x0b", 5));
+    dab_tensor_free(&t);
+    /* one packed byte short */
+    n = tensor_proto(buf, DAB_DT_INT4, 5, "\x4a\x02\x87\xa9", 4);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), DAB_EFORMAT);
+    CHECK(strstr(e.msg, "needs 3") != NULL);
+    /* INT2 [5] in int32_data (field 5, packed): bytes 0x39 0x02 */
+    n = tensor_proto(buf, DAB_DT_INT2, 5, "\x2a\x02\x39\x02", 4);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), 0);
+    if (t.data) {
+        const int8_t want[] = {1, -2, -1, 0, -2};
+        CHECK(!memcmp(t.data, want, 5));
+    }
+    dab_tensor_free(&t);
+    /* int32_data counts packed bytes, not elements */
+    n = tensor_proto(buf, DAB_DT_UINT2, 5, "\x2a\x05\x01\x02\x03\x00\x01", 7);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), DAB_EFORMAT);
+    /* FLOAT4E2M1 [3] raw: codes 2 7 f */
+    n = tensor_proto(buf, DAB_DT_FLOAT4E2M1, 3, "\x4a\x02\x72\x0f", 4);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), 0);
+    if (t.data) {
+        CHECK(dab_tensor_get_f64(&t, 0) == 1.0);
+        CHECK(dab_tensor_get_f64(&t, 1) == 6.0);
+        CHECK(dab_tensor_get_f64(&t, 2) == -6.0);
+    }
+    dab_tensor_free(&t);
+    /* FLOAT8E4M3FN [2] in int32_data: 0x7e 0xfe (varint 0xfe = fe 01) */
+    n = tensor_proto(buf, DAB_DT_FLOAT8E4M3FN, 2, "\x2a\x03\x7e\xfe\x01", 5);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), 0);
+    if (t.data) {
+        CHECK(dab_tensor_get_f64(&t, 0) == 448.0);
+        CHECK(dab_tensor_get_f64(&t, 1) == -448.0);
+    }
+    dab_tensor_free(&t);
+    /* and a data type past the known ones */
+    n = tensor_proto(buf, 27, 1, "\x4a\x01\x00", 3);
+    CHECK_EQ_INT(dab_onnx_parse_tensor(buf, n, &t, NULL, &e), DAB_EUNSUPPORTED);
+}
+
 TEST_LIST(T(test_load_mlp), T(test_fuzz_regressions), T(test_load_constants_and_external), T(test_refusals),
-          T(test_truncation_and_corruption), T(test_allocation_failures), T(test_tensor_files))
+          T(test_truncation_and_corruption), T(test_allocation_failures), T(test_tensor_files),
+          T(test_low_precision_tensors))
