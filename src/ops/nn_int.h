@@ -14,7 +14,7 @@
  * A node sees a handful of input shapes in practice (fixed shapes, or a few batch sizes);
  * the last NN_CACHE_N geometries keep their primitive, least recently used goes first.
  * Owned by the node's priv; used by the one thread running the session. */
-#define NN_CACHE_N 4
+#define NN_CACHE_N 8
 #define NN_KEY_BYTES 512
 
 typedef struct nn_cache_entry {

@@ -112,7 +112,7 @@ int dab_queue_pick(dab_runner_t *r, uint64_t now, dab_job_t **out, uint64_t *wak
 {
     const dab_batching_t *b = &r->b;
     *wake_at = 0;
-    int n = 0, cut_pref = 0, scanned = 0;
+    int n = 0, cut_pref = 0, cut_pow2 = 0, scanned = 0;
     int64_t rows = 0;
     bool full = false;
     for (int l = 0; l < r->n_levels && !full && scanned < SCAN_MAX; l++) {
@@ -135,6 +135,8 @@ int dab_queue_pick(dab_runner_t *r, uint64_t now, dab_job_t **out, uint64_t *wak
                 }
                 if (is_preferred(b, rows))
                     cut_pref = n;
+                if ((rows & (rows - 1)) == 0)
+                    cut_pow2 = n;
                 if (rows >= b->max_batch_size || n >= r->max_jobs) {
                     full = true;
                     break;
@@ -153,7 +155,12 @@ int dab_queue_pick(dab_runner_t *r, uint64_t now, dab_job_t **out, uint64_t *wak
         else if (now < due && !r->stopping) {
             *wake_at = due;
             return 0;
-        }
+        } else if (b->n_preferred == 0 && cut_pow2)
+            /* Without preferred sizes, a batch that is not full is cut at a power of two
+             * (the rest follows at once): kernels are planned per batch size, and a
+             * handful of sizes stays planned where every size from 1 to the maximum
+             * would be planned again and again. */
+            n = cut_pow2;
     }
     for (int i = 0; i < n; i++)
         dab_queue_unlink(r, out[i]);
