@@ -227,6 +227,24 @@ static void make_views(instance_t *inst, const dab_tensor_t *const *outs, int64_
     }
 }
 
+/* Drops the jobs whose owner no longer wants them (a client gone while they waited) and
+ * closes the gaps; returns how many remain. */
+static int drop_unwanted(dab_runner_t *r, dab_job_t **jobs, int n)
+{
+    int kept = 0;
+    for (int k = 0; k < n; k++) {
+        dab_job_t *j = jobs[k];
+        if (j->wanted && !j->wanted(j)) {
+            j->next = NULL;
+            fail_chain(r, j, DAB_ECANCELED,
+                       "the client closed the connection while the request was queued");
+        } else {
+            jobs[kept++] = j;
+        }
+    }
+    return kept;
+}
+
 /* Runs jobs[0..n) (already unlinked) as one batch on inst, whose session the caller
  * holds; with budget_held the caller has taken the instance's compute tokens. */
 static void run_batch(instance_t *inst, dab_job_t **jobs, int n, bool budget_held)
@@ -262,6 +280,7 @@ static void run_batch(instance_t *inst, dab_job_t **jobs, int n, bool budget_hel
         r->stats.execution_count++;
         r->stats.inference_count += r->b.max_batch_size > 0 ? (uint64_t)rows : (uint64_t)n;
         r->stats.last_inference_ms = wall_ms();
+        r->last_activity_ns = dab_now_ns();
         r->recent_compute_ns = r->stats.execution_count == 1
                                    ? compute
                                    : (r->recent_compute_ns * 7 + compute) / 8;
@@ -320,8 +339,9 @@ static void *instance_main(void *arg)
         r->stats.in_flight += n;
         pthread_mutex_unlock(&r->mu);
         fail_chain(r, expired, DAB_ETIMEDOUT, NULL);
-        if (n)
-            run_batch(inst, inst->batch, n, false);
+        int run = n ? drop_unwanted(r, inst->batch, n) : 0;
+        if (run)
+            run_batch(inst, inst->batch, run, false);
         pthread_mutex_lock(&r->mu);
         inst->busy = false;
         r->stats.in_flight -= n;
@@ -574,6 +594,7 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
     }
     dab_queue_push(r, job);
     order_append(r, job);
+    r->last_activity_ns = job->enqueue_ns;
     /* With several instances the woken thread may be one busy with an inline run; wake
      * them all so that an idle one takes the job. */
     if (r->n_instances > 1)
@@ -587,6 +608,7 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
 }
 
 #define INLINE_MAX_NS 1000000ull /* runs longer than 1 ms on average go to instance threads */
+#define QUIET_MIN_NS 200000ull   /* a batching model idle this long (at least) runs inline */
 
 bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
 {
@@ -594,9 +616,14 @@ bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
     instance_t *inst = NULL;
     pthread_mutex_lock(&r->mu);
     /* Only quick models run inline: a long run would stall the other connections that
-     * the calling HTTP thread serves. A batching delay means the user wants waiting. */
+     * the calling HTTP thread serves. A batching delay means the user wants waiting. A
+     * batching model runs inline only after a quiet spell: under load, a thread busy with
+     * an inline run holds back its connections' requests, which would have joined the
+     * next batch, and batches of one or two would be all that ever form. */
+    uint64_t quiet_ns = DAB_MAX(r->recent_compute_ns * 2, QUIET_MIN_NS);
     if (!r->stopping && !r->depth && r->recent_compute_ns < INLINE_MAX_NS &&
         !(r->b.dynamic && r->b.max_queue_delay_us > 0) &&
+        !(r->b.dynamic && dab_now_ns() - r->last_activity_ns < quiet_ns) &&
         !(r->b.preserve_ordering && r->order_head) && admit(r, job, &err) == 0)
         for (int i = 0; i < r->n_instances && !inst; i++)
             if (!r->inst[i].busy && budget_try_take(r->inst[i].threads))

@@ -52,6 +52,9 @@ struct dab_job {
     dab_job_done_fn done;
     dab_job_release_fn release; /* may be NULL */
     void *user;
+    /* Asked (may be NULL) when the job is picked from the queue, on the instance thread:
+     * false drops it (done gets ECANCELED, then release) instead of running it. */
+    bool (*wanted)(dab_job_t *job);
     int priority;       /* 1..priority_levels, 1 first; 0 = the model's default level */
     int64_t timeout_us; /* > 0: the request's own timeout (used when the policy allows) */
     /* filled by the runner */

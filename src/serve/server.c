@@ -12,6 +12,7 @@
  * The completion notifier writes the access log line and the metrics, releases
  * the model version and frees the context.
  */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <microhttpd.h>
@@ -23,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #include <netinet/in.h>
 
 #include "../observe/observe.h"
@@ -30,7 +32,6 @@
 #include "../sched/sched.h"
 #include "serve.h"
 #include "v2.h"
-#include "watch.h"
 
 #define MAX_IO 64
 /* No tensor a request makes a model compute may exceed this (shapes that depend on input
@@ -61,13 +62,11 @@ struct dab_server {
     dab_metric_t *m_queue_depth; /* {model,version,priority} */
     dab_metric_t *m_running;    /* {model,version}: requests in the engine now */
     dab_metric_t *m_rejections; /* {model,version,reason} */
-    dab_watch_t *watch;         /* clients of queued requests that hang up */
 };
 
 typedef enum rq_state { RQ_RECEIVING, RQ_WAITING, RQ_DONE } rq_state_t;
 
 typedef struct req {
-    atomic_int refs;   /* libmicrohttpd's (until completed) + the watcher's (while watched) */
     dab_server_t *srv;
     struct MHD_Connection *conn;
     rq_state_t state;
@@ -99,37 +98,13 @@ typedef struct req {
     double queue_s, compute_s;
     const char *outcome;
     const char *reason;      /* why the scheduler refused or dropped it, for metrics */
-    _Atomic uint64_t watch;  /* dab_watch handle while queued; 0 = not watched */
-    atomic_bool gone;        /* the client hung up while the request was queued */
+    int fd;                  /* the connection's socket, for client_waiting */
+    bool gone;               /* the client hung up while the request was queued */
     size_t bytes_in;
     /* control-plane work run off the HTTP threads (load / unload) */
     char *load_config;
     bool unload;
 } req_t;
-
-/* Drops a reference; the last one frees the request and releases its model version. */
-static void rq_unref(req_t *rq)
-{
-    if (atomic_fetch_sub(&rq->refs, 1) != 1)
-        return;
-    dab_v2_request_free(rq->v2);
-    dab_model_version_release(rq->mv);
-    dab_buf_free(&rq->body);
-    dab_buf_free(&rq->resp);
-    dab_buf_free(&rq->packed);
-    dab_free(rq->load_config);
-    dab_free(rq->path);
-    dab_free(rq);
-}
-
-/* Stops watching rq's client (if it still is watched) and drops the watcher's reference
- * unless the watcher has taken it over (client_gone then drops it). */
-static void rq_unwatch(req_t *rq)
-{
-    uint64_t h = atomic_exchange(&rq->watch, 0);
-    if (h && dab_watch_remove(rq->srv->watch, h))
-        rq_unref(rq);
-}
 
 /* ---- responses ---- */
 
@@ -383,7 +358,7 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
     rq->queue_s = job->queue_ns / 1e9;
     rq->compute_s = job->compute_ns / 1e9;
     if (rc) {
-        bool gone = atomic_load(&rq->gone);
+        bool gone = rq->gone;
         /* 499 (client closed request): nobody reads it, but the log and metrics do */
         int status = gone ? 499 : rc == DAB_ETIMEDOUT || rc == DAB_ECANCELED ? 503 : http_status(rc);
         set_error(rq, status, err ? err->msg : dab_strerror(rc));
@@ -440,26 +415,25 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
     rq->state = RQ_DONE;
 }
 
-/* After infer_done (in submission order with preserve_ordering): stop watching the
- * client and resume the connection, which sends the response. */
+/* After infer_done (in submission order with preserve_ordering): resume the connection,
+ * which sends the response. */
 static void infer_release(dab_job_t *job)
 {
     req_t *rq = job->user;
-    rq_unwatch(rq);
     if (rq->suspended)
         MHD_resume_connection(rq->conn);
 }
 
-/* The watcher saw the client of a suspended request hang up: drop it if still queued.
- * The watcher's reference keeps rq alive here; it is dropped at the end. */
-static void client_gone(void *cookie)
+/* Asked by the scheduler just before a queued request runs: false when its client has
+ * closed the connection (the peer's FIN or a reset), so that it is dropped, not run. A
+ * pipelined next request (readable bytes) or nothing to read means the client waits. */
+static bool client_waiting(dab_job_t *job)
 {
-    req_t *rq = cookie;
-    atomic_store(&rq->watch, 0); /* the watcher has already forgotten the handle */
-    atomic_store(&rq->gone, true);
-    dab_runner_cancel(dab_model_version_runner(rq->mv), &rq->job,
-                      "the client closed the connection while the request was queued");
-    rq_unref(rq);
+    req_t *rq = job->user;
+    char c;
+    ssize_t n = recv(rq->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    rq->gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+    return !rq->gone;
 }
 
 /* Reads the v2 request parameters the scheduler honours: priority and timeout (µs). */
@@ -660,25 +634,17 @@ static void infer(req_t *rq, int64_t version)
     rq->job.done = infer_done;
     rq->job.release = infer_release;
     rq->job.user = rq;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    rq->fd = ci ? ci->connect_fd : -1;
+    rq->job.wanted = rq->fd >= 0 ? client_waiting : NULL;
     /* An idle instance runs the request right here: nothing to wait for. */
     if (dab_runner_try_run(runner, &rq->job))
         return;
     rq->state = RQ_WAITING;
     rq->suspended = true;
     MHD_suspend_connection(rq->conn);
-    /* Watched before it is queued: once queued it may finish (and be released) at once. */
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (ci) {
-        atomic_fetch_add(&rq->refs, 1);
-        uint64_t h = dab_watch_add(s->watch, ci->connect_fd, rq);
-        if (h)
-            atomic_store(&rq->watch, h);
-        else
-            atomic_fetch_sub(&rq->refs, 1);
-    }
     if ((rc = dab_runner_submit(runner, &rq->job, &err))) {
-        rq_unwatch(rq);
         rq->retry_after = rc == DAB_EBUSY || rc == DAB_ECANCELED;
         set_error(rq, rc == DAB_EINVAL ? 400 : 503, err.msg);
         rq->outcome = "rejected";
@@ -991,7 +957,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = dab_calloc(1, sizeof *rq);
         if (!rq)
             return MHD_NO;
-        atomic_init(&rq->refs, 1);
         rq->srv = s;
         rq->conn = conn;
         rq->start_ns = dab_now_ns();
@@ -1114,9 +1079,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         dab_log_limited(DAB_LOG_ERROR, "request_error", 10, "request_error",
                         DAB_F_STR("path", rq->path), DAB_F_INT("status", rq->status),
                         DAB_F_STRN("error", rq->resp.data ? rq->resp.data : "", rq->resp.len));
+    dab_v2_request_free(rq->v2);
+    dab_model_version_release(rq->mv);
+    dab_buf_free(&rq->body);
+    dab_buf_free(&rq->resp);
+    dab_buf_free(&rq->packed);
+    dab_free(rq->load_config);
+    dab_free(rq->path);
+    dab_free(rq);
     *con_cls = NULL;
     atomic_fetch_sub(&s->in_flight, 1);
-    rq_unref(rq);
 }
 
 /* ---- runners for the repository ---- */
@@ -1293,11 +1265,7 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     s->limits.max_total_bytes = o->max_body_bytes * 2;
     register_metrics(s);
     dab_sched_set_budget(o->threads);
-    int rc = dab_watch_start(client_gone, &s->watch, err);
-    if (rc) {
-        dab_free(s);
-        return rc;
-    }
+    int rc;
     dab_repo_opts_t ro = {
         .mode = (dab_control_mode_t)o->control_mode,
         .poll_secs = o->poll_secs,
@@ -1340,7 +1308,6 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     return 0;
 fail:
     dab_repo_close(s->repo);
-    dab_watch_stop(s->watch);
     dab_free(s);
     return rc;
 }
@@ -1413,7 +1380,6 @@ int dab_server_stop(dab_server_t *s)
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     dab_repo_close(s->repo);
-    dab_watch_stop(s->watch);
     dab_free(s);
     return 0;
 }

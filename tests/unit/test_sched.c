@@ -453,6 +453,12 @@ TEST(test_timeout_delay)
     teardown(g, r);
 }
 
+static bool never_wanted(dab_job_t *job)
+{
+    (void)job;
+    return false;
+}
+
 TEST(test_queue_limits_and_cancel)
 {
     dab_queue_policy_t levels[2] = {{.max_queue_size = 0}, {.max_queue_size = 2}};
@@ -475,6 +481,12 @@ TEST(test_queue_limits_and_cancel)
     CHECK_EQ_INT(submit(r, &q[3]), 0); /* level 1 has no limit of its own */
     tjob_init(&big, 5, 4, 50);
     CHECK_EQ_INT(submit(r, &big), DAB_EINVAL); /* 5 rows > max_batch_size 4 */
+    /* a job its owner no longer wants when it is picked is dropped, not run */
+    static tjob_t unwanted;
+    tjob_init(&unwanted, 1, 4, 60);
+    unwanted.job.priority = 1;
+    unwanted.job.wanted = never_wanted;
+    CHECK_EQ_INT(submit(r, &unwanted), 0);
     /* a queued job is dropped, not run */
     CHECK(dab_runner_cancel(r, &q[0].job, "client gone"));
     CHECK(wait_released(&q[0]));
@@ -483,6 +495,9 @@ TEST(test_queue_limits_and_cancel)
     CHECK(wait_released(&q[1]));
     CHECK_EQ_INT(q[1].rc, 0);
     CHECK(!dab_runner_cancel(r, &q[1].job, "too late")); /* finished: nothing happens */
+    CHECK(wait_released(&unwanted));
+    CHECK_EQ_INT(unwanted.rc, DAB_ECANCELED);
+    CHECK_EQ_INT(unwanted.job.batch_rows, 0);
     CHECK_EQ_INT(q[0].done_calls, 1);
     CHECK_EQ_INT(q[1].done_calls, 1);
     CHECK_EQ_INT(q[2].done_calls, 0);
