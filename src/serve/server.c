@@ -1093,9 +1093,56 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- runners for the repository ---- */
 
+/* With dynamic batching, also runs the warm-up sample tiled to every batch size the
+ * batcher cuts without preferred sizes (powers of two up to max_batch_size, and the
+ * maximum), so that no request pays for planning a new batch size (tens of ms for large
+ * weights). Needs one-row samples of every input; otherwise there is nothing to tile. */
+static int warm_batch_sizes(const dab_model_version_t *v, dab_session_t *sess, dab_err_t *err)
+{
+    const dab_model_config_t *c = dab_model_version_config(v);
+    const dab_graph_t *g = dab_model_version_graph(v);
+    if (!c->dynamic_batching || c->max_batch_size < 2 || c->n_warmup_inputs < g->n_inputs ||
+        g->n_inputs > MAX_IO || g->n_outputs > 256)
+        return 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const dab_tensor_t *t = &c->warmup_inputs[i];
+        if (!t->data || t->rank < 1 || t->dims[0] != 1 || t->dtype == DAB_DT_STRING)
+            return 0;
+    }
+    dab_tensor_t tiled[MAX_IO];
+    const dab_tensor_t *in[MAX_IO], *outs[256];
+    memset(tiled, 0, sizeof tiled);
+    int rc = 0, sizes[32], n_sizes = 0;
+    for (int rows = 2; rows < c->max_batch_size && n_sizes < 31; rows *= 2)
+        sizes[n_sizes++] = rows;
+    sizes[n_sizes++] = c->max_batch_size;
+    for (int si = 0; !rc && si < n_sizes; si++) {
+        int rows = sizes[si];
+        for (int i = 0; !rc && i < g->n_inputs; i++) {
+            const dab_tensor_t *t = &c->warmup_inputs[i];
+            int64_t dims[DAB_MAX_RANK];
+            memcpy(dims, t->dims, sizeof dims);
+            dims[0] = rows;
+            dab_tensor_free(&tiled[i]);
+            if (!(rc = dab_tensor_alloc(&tiled[i], t->dtype, t->rank, dims, err))) {
+                size_t row = dab_tensor_bytes(t);
+                for (int k = 0; k < rows; k++)
+                    memcpy((char *)tiled[i].data + row * (size_t)k, t->data, row);
+                in[i] = &tiled[i];
+            }
+        }
+        if (!rc && (rc = dab_session_run(sess, in, outs, err)))
+            dab_err_prefix(err, "warm-up of a batch of %d: ", rows);
+    }
+    for (int i = 0; i < g->n_inputs; i++)
+        dab_tensor_free(&tiled[i]);
+    return rc;
+}
+
 static int warm_session(void *user, dab_session_t *sess, dab_err_t *err)
 {
-    return dab_model_version_warmup(user, sess, err);
+    int rc = dab_model_version_warmup(user, sess, err);
+    return rc ? rc : warm_batch_sizes(user, sess, err);
 }
 
 /* What a runner's on_batch needs: the batch-size series of its model version. */
