@@ -160,8 +160,8 @@ def main():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
         [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "row_sum.onnx")
-    # slow: y = x + 0 * sum((s * ones[768, 768]) @ ... ) with s = sum(x): a run costs three
-    # 768^3 matrix products whatever the batch (tens of ms), so that end-to-end tests can
+    # slow: y = x + 0 * sum((s * ones[1536, 1536]) @ ... ) with s = sum(x): a run costs three
+    # 1536^3 matrix products whatever the batch (70 ms or more), so that end-to-end tests can
     # keep an instance busy while they queue requests behind it.
     nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
              helper.make_node("ConstantOfShape", ["big_shape"], ["ones"],
@@ -177,7 +177,7 @@ def main():
         nodes, "slow",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor("big_shape", TensorProto.INT64, [2], [768, 768]),
+        [helper.make_tensor("big_shape", TensorProto.INT64, [2], [1536, 1536]),
          helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "slow.onnx")
 

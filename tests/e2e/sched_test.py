@@ -91,6 +91,13 @@ def metric(s, name, **labels):
     return total
 
 
+def wait_running(s, model):
+    """Waits until the model's engine runs a request (the blocker holds its instance)."""
+    deadline = time.time() + 10
+    while metric(s, "dabba_inference_running", model=model) < 1 and time.time() < deadline:
+        time.sleep(0.002)
+
+
 def stats(s, model):
     st, _, data = s.request("GET", f"/v2/models/{model}/stats")
     return json.loads(data)["model_stats"][0] if st == 200 else {}
@@ -159,16 +166,16 @@ def test_burst(s):
 
 def test_priorities_and_limits(s):
     out = {}
-    # The blocker occupies the single instance (~tens of ms a run); then 3 low, 3 high.
+    # The blocker occupies the single instance (70 ms or more a run); then 3 low, 3 high.
     blocker = post_async(s, "/v2/models/slow/infer", slow_body("blocker"), out, "blocker")
-    time.sleep(0.01)
+    wait_running(s, "slow")
     ts = []
     for i in range(3):
         ts.append(post_async(s, "/v2/models/slow/infer", slow_body(f"low{i}"), out, f"low{i}"))
-        time.sleep(0.005)
+        time.sleep(0.001)
     for i in range(3):
         ts.append(post_async(s, "/v2/models/slow/infer", slow_body(f"high{i}", priority=1), out, f"high{i}"))
-        time.sleep(0.005)
+        time.sleep(0.001)
     for t in ts + [blocker]:
         t.join()
     statuses = {k: v[0] for k, v in out.items()}
@@ -181,7 +188,7 @@ def test_priorities_and_limits(s):
     # A full level: 3 waiting at most at the default level.
     out = {}
     blocker = post_async(s, "/v2/models/slow/infer", slow_body("blocker"), out, "blocker")
-    time.sleep(0.01)
+    wait_running(s, "slow")
     ts = [post_async(s, "/v2/models/slow/infer", slow_body(f"q{i}"), out, f"q{i}") for i in range(8)]
     for t in ts + [blocker]:
         t.join()
@@ -194,10 +201,10 @@ def test_priorities_and_limits(s):
     check("queue full: the error names the full queue", errs and "full" in errs[0], str(errs[:1]))
     check("queue full: counted by reason", metric(s, "dabba_inference_rejections_total",
                                                    model="slow", reason="queue_full") >= 1)
-    # A queue timeout: 1 ms allowed, behind a run of tens of ms.
+    # A queue timeout: 1 ms allowed, behind a run of 70 ms or more.
     out = {}
     blocker = post_async(s, "/v2/models/slow/infer", slow_body("blocker"), out, "blocker")
-    time.sleep(0.01)
+    wait_running(s, "slow")
     late = post_async(s, "/v2/models/slow/infer", slow_body("late", timeout=1000), out, "late")
     late.join()
     blocker.join()
@@ -222,7 +229,7 @@ def test_disconnect(s):
     before = stats(s, "slow").get("execution_count", 0)
     out = {}
     blocker = post_async(s, "/v2/models/slow/infer", slow_body("blocker"), out, "blocker")
-    time.sleep(0.01)
+    wait_running(s, "slow")
     body = slow_body("gone").encode()
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sock.sendall(b"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -272,9 +279,7 @@ def ordering_trial(s, model):
     a = timed_post(s, f"/v2/models/{model}/infer", hdr + x.tobytes(),
                    {"Inference-Header-Content-Length": str(len(hdr))}, out, "big")
     # the small one is sent once the big one runs (submission order is what is preserved)
-    deadline = time.time() + 10
-    while metric(s, "dabba_inference_running", model=model) < 1 and time.time() < deadline:
-        time.sleep(0.002)
+    wait_running(s, model)
     b = timed_post(s, f"/v2/models/{model}/infer", small, None, out, "small")
     a.join()
     b.join()
@@ -284,15 +289,15 @@ def ordering_trial(s, model):
 
 def test_ordering(s):
     # With preserve_ordering the small answer is held until the big one is sent: they
-    # arrive together (client threads add a few ms of noise either way).
+    # arrive together (client threads add several ms of noise either way).
     ordered = [ordering_trial(s, "cnn_ordered") for _ in range(3)]
     check("preserve_ordering: answered", all(ok for ok, _ in ordered), str(ordered))
     check("preserve_ordering: a later request never overtakes",
-          all(ahead < 5 for _, ahead in ordered), str(ordered))
+          all(ahead < 15 for _, ahead in ordered), str(ordered))
     # Without it, the small answer comes tens of ms earlier (so the check above can fail).
     unordered = [ordering_trial(s, "cnn_unordered") for _ in range(3)]
     check("without preserve_ordering the small request overtakes",
-          max(ahead for _, ahead in unordered) > 10, str(unordered))
+          max(ahead for _, ahead in unordered) > 20, str(unordered))
 
 
 def main():
