@@ -280,7 +280,6 @@ static void run_batch(instance_t *inst, dab_job_t **jobs, int n, bool budget_hel
         r->stats.execution_count++;
         r->stats.inference_count += r->b.max_batch_size > 0 ? (uint64_t)rows : (uint64_t)n;
         r->stats.last_inference_ms = wall_ms();
-        r->last_activity_ns = dab_now_ns();
         r->recent_compute_ns = r->stats.execution_count == 1
                                    ? compute
                                    : (r->recent_compute_ns * 7 + compute) / 8;
@@ -594,7 +593,6 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
     }
     dab_queue_push(r, job);
     order_append(r, job);
-    r->last_activity_ns = job->enqueue_ns;
     /* With several instances the woken thread may be one busy with an inline run; wake
      * them all so that an idle one takes the job. */
     if (r->n_instances > 1)
@@ -608,22 +606,20 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
 }
 
 #define INLINE_MAX_NS 1000000ull /* runs longer than 1 ms on average go to instance threads */
-#define QUIET_MIN_NS 200000ull   /* a batching model idle this long (at least) runs inline */
 
-bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job)
+bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job, int others)
 {
     dab_err_t err;
     instance_t *inst = NULL;
     pthread_mutex_lock(&r->mu);
     /* Only quick models run inline: a long run would stall the other connections that
      * the calling HTTP thread serves. A batching delay means the user wants waiting. A
-     * batching model runs inline only after a quiet spell: under load, a thread busy with
-     * an inline run holds back its connections' requests, which would have joined the
-     * next batch, and batches of one or two would be all that ever form. */
-    uint64_t quiet_ns = DAB_MAX(r->recent_compute_ns * 2, QUIET_MIN_NS);
+     * batching model runs inline only when the caller holds no other request: under
+     * load, a thread busy with an inline run holds back its connections' requests, which
+     * would have joined the next batch, and batches of one or two would be all that ever
+     * form. */
     if (!r->stopping && !r->depth && r->recent_compute_ns < INLINE_MAX_NS &&
-        !(r->b.dynamic && r->b.max_queue_delay_us > 0) &&
-        !(r->b.dynamic && dab_now_ns() - r->last_activity_ns < quiet_ns) &&
+        !(r->b.dynamic && (r->b.max_queue_delay_us > 0 || others > 0)) &&
         !(r->b.preserve_ordering && r->order_head) && admit(r, job, &err) == 0)
         for (int i = 0; i < r->n_instances && !inst; i++)
             if (!r->inst[i].busy && budget_try_take(r->inst[i].threads))

@@ -159,12 +159,14 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err);
 /*
  * Runs job on the calling thread when that costs no waiting and the model is quick (recent
  * runs under 1 ms on average): the queue is empty, an instance is idle, its share of the
- * compute budget is free at once, and batching would not wait (max_queue_delay 0).
+ * compute budget is free at once, and batching would not wait (max_queue_delay 0). With
+ * dynamic batching also only when `others` (requests the caller holds besides this one,
+ * e.g. an HTTP server's in-flight count) is 0: requests that arrive together should batch.
  * Returns true when it ran (done and release have been called on this thread before the
  * return); false when nothing happened (submit it instead). Any thread. This saves two
  * thread hand-offs per request for models under light load.
  */
-bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job);
+bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job, int others);
 
 /*
  * Drops job if it is still queued: its done gets ECANCELED with `why`, then its release,

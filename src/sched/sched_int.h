@@ -56,7 +56,6 @@ struct dab_runner {
     dab_runner_stats_t stats;
     dab_batch_stat_t *batch_stats; /* [max_batch_size + 1], indexed by rows */
     uint64_t recent_compute_ns; /* moving average of run times */
-    uint64_t last_activity_ns;  /* the last submit or finished run (dynamic batching) */
     /* submission order (preserve_ordering): every job from submit to release */
     dab_job_t *order_head, *order_tail;
     bool releasing; /* one thread at a time releases finished jobs in order */

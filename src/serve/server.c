@@ -639,7 +639,7 @@ static void infer(req_t *rq, int64_t version)
     rq->fd = ci ? ci->connect_fd : -1;
     rq->job.wanted = rq->fd >= 0 ? client_waiting : NULL;
     /* An idle instance runs the request right here: nothing to wait for. */
-    if (dab_runner_try_run(runner, &rq->job))
+    if (dab_runner_try_run(runner, &rq->job, atomic_load(&s->in_flight) - 1))
         return;
     rq->state = RQ_WAITING;
     rq->suspended = true;

@@ -614,6 +614,33 @@ TEST(test_burst_every_job_answered_once)
     teardown(g, r);
 }
 
+TEST(test_inline_runs)
+{
+    dab_batching_t b = {.max_batch_size = 8, .dynamic = true};
+    dab_graph_t *g;
+    dab_runner_t *r;
+    if (!setup(MODELS "mlp.onnx", 1, &b, &g, &r)) {
+        teardown(g, r);
+        return;
+    }
+    gate_open();
+    static tjob_t alone, crowded;
+    tjob_init(&alone, 1, 4, 1);
+    /* nothing else in flight: it runs here, answered before the call returns */
+    CHECK(dab_runner_try_run(r, &alone.job, 0));
+    CHECK_EQ_INT(alone.done_calls, 1);
+    CHECK_EQ_INT(alone.release_calls, 1);
+    CHECK_EQ_INT(alone.rc, 0);
+    /* other requests in flight: it should wait to join their batch */
+    tjob_init(&crowded, 1, 4, 2);
+    CHECK(!dab_runner_try_run(r, &crowded.job, 3));
+    CHECK_EQ_INT(crowded.done_calls, 0);
+    CHECK_EQ_INT(submit(r, &crowded), 0);
+    CHECK(wait_released(&crowded));
+    CHECK_EQ_INT(crowded.rc, 0);
+    teardown(g, r);
+}
+
 TEST(test_config_from_json)
 {
     json_error_t je;
@@ -657,4 +684,4 @@ TEST(test_config_from_json)
 TEST_LIST(T(test_batched_answers_equal_solo), T(test_shapes_not_mixed), T(test_preserve_ordering),
           T(test_priorities), T(test_timeout_reject_while_instance_busy), T(test_timeout_delay),
           T(test_queue_limits_and_cancel), T(test_preferred_size_and_delay),
-          T(test_burst_every_job_answered_once), T(test_config_from_json))
+          T(test_burst_every_job_answered_once), T(test_inline_runs), T(test_config_from_json))
