@@ -179,4 +179,5 @@ echo "bench: wrote $RESULTS/engine.md (raw output: $LOG)"
 if [ -z "${SKIP_HTTP:-}" ]; then
     BINDIR="$BINDIR" NODE="$NODE" PYTHON="$PYTHON" bench/http/run.sh || status=1
 fi
+if [ -z "${SKIP_BATCH:-}" ]; then BINDIR="$BINDIR" NODE="$NODE" PYTHON="$PYTHON" bench/batch/run.sh || status=1; fi  # dynamic batching (SKIP_BATCH=1 leaves it out)
 exit "$status"

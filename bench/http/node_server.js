@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 'use strict';
-// Node.js + onnxruntime-node peer of the HTTP benchmark (bench/http/run.sh).
+// Node.js + onnxruntime-node peer of the HTTP benchmarks (bench/http/run.sh, bench/batch/run.sh).
 //
-//   node bench/http/node_server.js MODEL PORT [--workers N] [--version V]
+//   node bench/http/node_server.js MODEL PORT [--workers N] [--version V] [--name NAME]
 //
-// Serves POST /v2/models/digits_mlp/infer with the same KServe v2 JSON request and response
-// shape as dabba, on 127.0.0.1:PORT, with node:http and onnxruntime-node 1.30 from
-// tests/node_modules (CPU EP, graphOptimizationLevel 'all', intraOpNumThreads 1,
-// interOpNumThreads 1, sequential execution).
+// Serves POST /v2/models/NAME/infer (NAME defaults to digits_mlp) with the same KServe v2
+// JSON request and response shape as dabba, on 127.0.0.1:PORT, with node:http and
+// onnxruntime-node 1.30 from tests/node_modules (CPU EP, graphOptimizationLevel 'all',
+// intraOpNumThreads 1, interOpNumThreads 1, sequential execution). The request's one input
+// must be the model's first input, FP32, [batch, <the model's fixed non-batch dimensions>];
+// one request is one session.run() (no batching across requests: how such a service is
+// naturally written).
 //
 // Process model: node:cluster with N workers (default: the number of cores), each with its
 // own InferenceSession, sharing the listening socket. Node runs JavaScript on one thread, and
@@ -37,21 +40,20 @@ function loadOrt() {
 }
 
 function parseArgs(argv) {
-  const o = { model: argv[0], port: Number(argv[1]), workers: os.cpus().length, version: '2' };
+  const o = { model: argv[0], port: Number(argv[1]), workers: os.cpus().length, version: '2', name: 'digits_mlp' };
   for (let i = 2; i < argv.length; i++) {
     if (argv[i] === '--workers') o.workers = Number(argv[++i]);
     else if (argv[i] === '--version') o.version = String(argv[++i]);
+    else if (argv[i] === '--name') o.name = String(argv[++i]);
     else throw new Error(`node_server: unknown argument '${argv[i]}'`);
   }
-  if (!o.model || !Number.isInteger(o.port) || o.port < 1 || !Number.isInteger(o.workers) || o.workers < 1) {
-    process.stderr.write('usage: node bench/http/node_server.js MODEL PORT [--workers N] [--version V]\n');
+  if (!o.model || !Number.isInteger(o.port) || o.port < 1 || !Number.isInteger(o.workers) || o.workers < 1 ||
+      !/^[A-Za-z0-9_.-]+$/.test(o.name)) {
+    process.stderr.write('usage: node bench/http/node_server.js MODEL PORT [--workers N] [--version V] [--name NAME]\n');
     process.exit(2);
   }
   return o;
 }
-
-const MODEL_NAME = 'digits_mlp';
-const URL_PATH = `/v2/models/${MODEL_NAME}/infer`;
 
 function reply(res, status, obj) {
   const body = JSON.stringify(obj);
@@ -64,9 +66,18 @@ async function serve(o) {
   const session = await ort.InferenceSession.create(o.model, {
     intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
   });
+  const MODEL_NAME = o.name;
+  const URL_PATH = `/v2/models/${MODEL_NAME}/infer`;
   const inputName = session.inputNames[0];
   const outputName = session.outputNames[0];
-  const features = 64;
+  // the dimensions after the batch one, from the model (onnxruntime-node >= 1.21)
+  const meta = session.inputMetadata && session.inputMetadata[0];
+  if (!meta || !Array.isArray(meta.shape) || meta.shape.length < 2 ||
+      !meta.shape.slice(1).every((d) => Number.isInteger(d) && d > 0)) {
+    throw new Error(`input '${inputName}' needs fixed non-batch dimensions in the model`);
+  }
+  const dims = meta.shape.slice(1);
+  const perSample = dims.reduce((a, b) => a * b, 1);
 
   const server = http.createServer((req, res) => {
     if (req.url !== URL_PATH) return reply(res, 404, { error: `unknown path '${req.url}'` });
@@ -81,12 +92,12 @@ async function serve(o) {
         const inp = body.inputs && body.inputs[0];
         if (!inp || body.inputs.length !== 1 || inp.name !== inputName) throw new Error(`expected one input named '${inputName}'`);
         shape = inp.shape;
-        if (inp.datatype !== 'FP32' || !Array.isArray(shape) || shape.length !== 2 || shape[1] !== features ||
-            !Number.isInteger(shape[0]) || shape[0] < 1) {
-          throw new Error(`input '${inputName}' must be FP32 [batch,${features}]`);
+        if (inp.datatype !== 'FP32' || !Array.isArray(shape) || shape.length !== dims.length + 1 ||
+            dims.some((d, i) => shape[i + 1] !== d) || !Number.isInteger(shape[0]) || shape[0] < 1) {
+          throw new Error(`input '${inputName}' must be FP32 [batch,${dims.join(',')}]`);
         }
         const data = Array.isArray(inp.data) ? inp.data.flat(Infinity) : null;
-        if (!data || data.length !== shape[0] * features) throw new Error(`input '${inputName}' has the wrong element count`);
+        if (!data || data.length !== shape[0] * perSample) throw new Error(`input '${inputName}' has the wrong element count`);
         x = Float32Array.from(data);
       } catch (e) {
         return reply(res, 400, { error: e.message });
