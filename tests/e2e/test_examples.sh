@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end test of the bundled example models (examples/repository) against onnxruntime-node.
 #
-# For each model and each batch (the whole held-out set, the first sample alone, and an odd
+# For each digits model and each batch (the whole held-out set, the first sample alone, and an odd
 # batch of 33): run the oracle (tests/oracle/ort_run.js) and `$BINDIR/dabba run`, then compare
 # with |dabba - ort| <= 1e-6 + 1e-4 * |ort| elementwise. On the whole held-out set also check
-# dabba's argmax accuracy against the labels (>= 90%).
+# dabba's argmax accuracy against the labels (>= 90%). The text classifier's checks are
+# described where they start, below.
 # Prints one PASS/FAIL line per check and "test_examples: N passed, N failed"; exit 1 on failure.
 #
 # Env: BINDIR (default bin), PYTHON (default /usr/bin/python3), NODE (default node).
@@ -58,12 +59,14 @@ then
     finish
 fi
 
-# compare DABBA.npy ORT.npy: shape, dtype and tolerance; prints a reason on failure.
+# compare DABBA.npy ORT.npy [ATOL]: shape, dtype and |diff| <= ATOL (default 1e-6) + 1e-4 * |ort|;
+# prints a reason on failure.
 compare() {
-    "$PYTHON" - "$1" "$2" <<'EOF'
+    "$PYTHON" - "$1" "$2" "${3:-1e-6}" <<'EOF'
 import sys
 import numpy as np
 a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+atol = float(sys.argv[3])
 if a.shape != b.shape or a.dtype != b.dtype:
     print(f"dabba {a.dtype}{list(a.shape)} vs ort {b.dtype}{list(b.shape)}")
     sys.exit(1)
@@ -72,7 +75,7 @@ if not np.isfinite(a64).all():
     print("dabba output has NaN/Inf")
     sys.exit(1)
 diff = np.abs(a64 - b64)
-excess = diff - (1e-6 + 1e-4 * np.abs(b64))
+excess = diff - (atol + 1e-4 * np.abs(b64))
 worst = int(np.argmax(excess)) if excess.size else 0
 if excess.size and excess.flat[worst] > 0:
     print(f"max |diff| {diff.max():.3g}; worst at flat index {worst}: "
@@ -139,5 +142,244 @@ for model in digits_mlp/1 digits_mlp/2 digits_cnn/1; do
         run_case "$model" "$onnx" "$input" "$tag"
     done
 done
+
+# The text classifier (tools/train_text_classifier.py): versions 1 (opset 14) and 2 (opset 17)
+# against onnxruntime for batch {1, 4, 16} x sequence {8, 64, 256}, |diff| <= 1e-5 + 1e-4 |ort|.
+# Row r of every case holds the same random tokens, [CLS] first and [SEP] last, cut to
+# min(sequence, lengths[r]) and padded with [PAD] (mask 0), so most batches mix padded and
+# full rows. On dabba's outputs: the mask masks (garbage ids in the padding of the 16 x 64
+# case change nothing; a row's logits agree across the sequence lengths that hold it whole),
+# and the held-out accuracy equals the script's (the same count of correct answers).
+TEXT=text_classifier
+TEXT_DIR="$TMP/text"
+text_ready=1
+for f in "$REPO/$TEXT/vocab.txt" "$DATA/text_accuracy.txt" "$DATA/text_heldout_input_ids.npy" \
+         "$DATA/text_heldout_attention_mask.npy" "$DATA/text_heldout_labels.npy"; do
+    if [ ! -f "$f" ]; then
+        fail "$TEXT: $f missing (nice -n 19 tools/train_text_classifier.py)"
+        text_ready=0
+    fi
+done
+if [ "$text_ready" = 1 ] && ! "$PYTHON" - "$REPO/$TEXT/vocab.txt" "$TEXT_DIR" <<'EOF'
+import os
+import sys
+import numpy as np
+with open(sys.argv[1], encoding="utf-8") as f:
+    vocab = sum(1 for _ in f)
+out = sys.argv[2]
+os.makedirs(out, exist_ok=True)
+PAD, CLS, SEP = 0, 2, 3
+lengths = [256, 8, 64, 2, 200, 8, 40, 256, 17, 64, 3, 128, 255, 9, 100, 31]
+rng = np.random.default_rng(20261128)
+tokens = rng.integers(4, vocab, size=(16, 256), dtype=np.int64)
+garbage = rng.integers(0, vocab, size=(16, 256), dtype=np.int64)
+for b in (1, 4, 16):
+    for s in (8, 64, 256):
+        ids = np.full((b, s), PAD, dtype=np.int64)
+        mask = np.zeros((b, s), dtype=np.int64)
+        for r in range(b):
+            n = min(s, lengths[r])
+            ids[r, :n] = tokens[r, :n]
+            ids[r, 0], ids[r, n - 1] = CLS, SEP
+            mask[r, :n] = 1
+        np.save(f"{out}/b{b}_s{s}_input_ids.npy", ids)
+        np.save(f"{out}/b{b}_s{s}_attention_mask.npy", mask)
+        if (b, s) == (16, 64):
+            np.save(f"{out}/garbage_input_ids.npy", np.where(mask == 1, ids, garbage[:, :s]))
+            np.save(f"{out}/garbage_attention_mask.npy", mask)
+with open(f"{out}/lengths.txt", "w") as f:
+    f.write(" ".join(map(str, lengths)) + "\n")
+EOF
+then
+    fail "$TEXT: could not prepare inputs"
+    text_ready=0
+fi
+
+# text_dabba ONNX PREFIX OUTDIR: dabba run on PREFIX_input_ids.npy and
+# PREFIX_attention_mask.npy; succeeds when OUTDIR/logits.npy was written (log in OUTDIR.log).
+text_dabba() {
+    mkdir -p "$3"
+    "$DABBA" run "$1" --input "input_ids=$2_input_ids.npy" \
+        --input "attention_mask=$2_attention_mask.npy" --output-dir "$3" >"$3.log" 2>&1 &&
+        [ -f "$3/logits.npy" ]
+}
+
+for version in 1 2; do
+    [ "$text_ready" = 1 ] || break
+    model="$TEXT/$version"
+    onnx="$REPO/$model/model.onnx"
+    if [ ! -f "$onnx" ]; then
+        fail "$model: $onnx missing (tools/train_text_classifier.py)"
+        continue
+    fi
+    work="$TMP/text_v$version"
+    for b in 1 4 16; do
+        for s in 8 64 256; do
+            name="$model batch=$b sequence=$s"
+            cdir="$work/b${b}_s$s"
+            feed="$TEXT_DIR/b${b}_s$s"
+            if ! text_dabba "$onnx" "$feed" "$cdir/dabba"; then
+                fail "$name: dabba run failed: $(tail -n 3 "$cdir/dabba.log" | tr '\n' ' ')"
+            elif ! "$NODE" tests/oracle/ort_run.js "$onnx" "$cdir/ort" \
+                    "input_ids=${feed}_input_ids.npy" "attention_mask=${feed}_attention_mask.npy" \
+                    >"$cdir/ort.log" 2>&1; then
+                fail "$name: onnxruntime failed: $(tail -n 3 "$cdir/ort.log" | tr '\n' ' ')"
+            elif msg="$(compare "$cdir/dabba/logits.npy" "$cdir/ort/logits.npy" 1e-5 2>&1)"; then
+                pass "$name: matches onnxruntime ($msg)"
+            else
+                fail "$name: differs from onnxruntime: $msg"
+            fi
+        done
+    done
+
+    if ! text_dabba "$onnx" "$TEXT_DIR/garbage" "$work/garbage"; then
+        msg="$(tail -n 3 "$work/garbage.log" | tr '\n' ' ')"
+        fail "$model: dabba run failed on garbage padding: $msg"
+    elif msg="$("$PYTHON" - "$work" "$TEXT_DIR/lengths.txt" 2>&1 <<'EOF'
+import os
+import sys
+import numpy as np
+work = sys.argv[1]
+lengths = [int(x) for x in open(sys.argv[2]).read().split()]
+def close(a, b):
+    return bool((np.abs(a - b) <= 1e-5 + 1e-4 * np.abs(b)).all())
+bad = np.load(f"{work}/garbage/logits.npy")
+if not close(bad, np.load(f"{work}/b16_s64/dabba/logits.npy")):
+    print("garbage ids under mask 0 change the logits")
+    sys.exit(1)
+ref = np.load(f"{work}/b16_s256/dabba/logits.npy")
+worst, rows = 0.0, 0
+for b in (1, 4, 16):
+    for s in (8, 64, 256):
+        path = f"{work}/b{b}_s{s}/dabba/logits.npy"
+        if not os.path.exists(path):
+            print(f"no dabba output for batch {b} sequence {s}")
+            sys.exit(1)
+        out = np.load(path)
+        for r in range(b):
+            if lengths[r] <= s:  # row r whole here, padded in the 16 x 256 case
+                worst = max(worst, float(np.abs(out[r] - ref[r]).max()))
+                rows += 1
+                if not close(out[r], ref[r]):
+                    print(f"row {r} (length {lengths[r]}) at batch {b} sequence {s} differs "
+                          f"from batch 16 sequence 256 by {np.abs(out[r] - ref[r]).max():.3g}")
+                    sys.exit(1)
+print(f"{rows} rows agree with their padded form, max |diff| {worst:.3g}")
+EOF
+)"; then
+        pass "$model: attention_mask masks padding ($msg)"
+    else
+        fail "$model: attention_mask does not mask: $msg"
+    fi
+done
+
+# Held-out accuracy through the server, which loads the model with its config.json (both
+# versions, max_batch_size 16), in requests of 16 rows: the same number of correct answers as
+# the script measured in torch, for each version. (`dabba run` on all N rows at once would
+# hold every activation of its first run on the heap, gigabytes here.)
+if [ "$text_ready" = 1 ]; then
+    "$PYTHON" - "$DABBA" "$REPO" "$DATA" >"$TMP/text_serve.out" 2>&1 <<'EOF'
+import http.client
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import numpy as np
+
+dabba, repo, data = sys.argv[1:4]
+ids = np.load(f"{data}/text_heldout_input_ids.npy")
+mask = np.load(f"{data}/text_heldout_attention_mask.npy")
+labels = np.load(f"{data}/text_heldout_labels.npy")
+want = None
+for line in open(f"{data}/text_accuracy.txt"):
+    f = line.split()
+    if len(f) == 4 and f[0] == "text_classifier":
+        want = (int(f[1]), int(f[2]))
+
+def result(ok, what):
+    print(("PASS " if ok else "FAIL ") + what, flush=True)
+
+log = tempfile.TemporaryFile(mode="w+")
+proc = subprocess.Popen([dabba, "serve", "--repository", repo, "--http-port", "0",
+                         "--http-address", "127.0.0.1", "--model-control-mode", "explicit",
+                         "--load-model", "text_classifier"], stdout=log, stderr=log)
+try:
+    port, deadline = None, time.time() + 60
+    while port is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        log.seek(0)
+        for line in log.read().splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") == "listening":
+                port = ev["port"]
+    ready = False
+    while port is not None and not ready and time.time() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            c.request("GET", "/v2/models/text_classifier/versions/2/ready")
+            ready = c.getresponse().status == 200
+        except OSError:
+            pass
+        c.close()
+        time.sleep(0.05)
+    if not ready:
+        log.seek(0)
+        result(False, "text_classifier: dabba serve did not make version 2 ready: "
+               + " ".join(log.read().splitlines()[-3:]))
+        sys.exit(0)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for version in (1, 2):
+        name = f"text_classifier/{version}"
+        correct, error = 0, None
+        for i in range(0, len(labels), 16):
+            body = {"inputs": [
+                {"name": n, "datatype": "INT64", "shape": list(x[i:i + 16].shape),
+                 "data": x[i:i + 16].ravel().tolist()}
+                for n, x in (("input_ids", ids), ("attention_mask", mask))]}
+            conn.request("POST", f"/v2/models/text_classifier/versions/{version}/infer",
+                         body=json.dumps(body), headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            reply = r.read()
+            if r.status != 200:
+                error = f"rows {i}..: HTTP {r.status} {reply[:200]!r}"
+                break
+            out = {o["name"]: o for o in json.loads(reply)["outputs"]}["logits"]
+            logits = np.array(out["data"], dtype=np.float64).reshape(out["shape"])
+            correct += int((logits.argmax(axis=1) == labels[i:i + 16]).sum())
+        if error:
+            result(False, f"{name}: dabba serve held-out accuracy not measured: {error}")
+            continue
+        n = len(labels)
+        msg = f"{correct} of {n} ({correct / n * 100:.2f}%), script: {want}"
+        if want == (correct, n):
+            result(True, f"{name}: dabba serve held-out accuracy {msg}")
+        else:
+            result(False, f"{name}: dabba serve held-out accuracy differs from the script's: {msg}")
+finally:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+EOF
+    rc=$?
+    results=0
+    while IFS= read -r line; do
+        case "$line" in
+            "PASS "*) pass "${line#PASS }"; results=$((results + 1)) ;;
+            "FAIL "*) fail "${line#FAIL }"; results=$((results + 1)) ;;
+        esac
+    done <"$TMP/text_serve.out"
+    if [ "$rc" != 0 ] || [ "$results" = 0 ]; then
+        msg="$(tail -n 3 "$TMP/text_serve.out" | tr '\n' ' ')"
+        fail "$TEXT: the serve check ended with status $rc: $msg"
+    fi
+fi
 
 finish
