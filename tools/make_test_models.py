@@ -181,6 +181,33 @@ def main():
          helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), "slow.onnx")
 
+    # upsample_cnn: an encoder-decoder style CNN with Resize (linear and cubic) and a strided
+    # ConvTranspose, random weights; test_examples.sh compares dabba with onnxruntime on it.
+    rng = np.random.default_rng(7)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Resize", ["r1", "", "up2"], ["u1"], mode="linear",
+                              coordinate_transformation_mode="half_pixel"),
+             helper.make_node("ConvTranspose", ["u1", "w2", "b2"], ["t1"], strides=[2, 2],
+                              pads=[1, 1, 1, 1], output_padding=[1, 1]),
+             helper.make_node("Relu", ["t1"], ["r2"]),
+             helper.make_node("Resize", ["r2", "", "down"], ["u2"], mode="cubic",
+                              coordinate_transformation_mode="align_corners"),
+             helper.make_node("Conv", ["u2", "w3", "b3"], ["y"])]
+    g = helper.make_graph(
+        nodes, "upsample_cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2, 48, 48])],
+        [weight("w1", 8, 3, 3, 3), weight("b1", 8), weight("w2", 8, 4, 3, 3), weight("b2", 4),
+         weight("w3", 2, 4, 1, 1), weight("b3", 2),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up2"),
+         numpy_helper.from_array(np.array([1, 1, 0.75, 0.75], np.float32), "down")])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)]), "upsample_cnn.onnx")
+
     # Inputs and outputs of the mlp for the session tests.
     x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
     onnx.save_tensor(numpy_helper.from_array(x, "x"), os.path.join(OUT, "mlp_x.pb"))

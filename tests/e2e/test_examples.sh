@@ -5,7 +5,8 @@
 # batch of 33): run the oracle (tests/oracle/ort_run.js) and `$BINDIR/dabba run`, then compare
 # with |dabba - ort| <= 1e-6 + 1e-4 * |ort| elementwise. On the whole held-out set also check
 # dabba's argmax accuracy against the labels (>= 90%). The text classifier's checks are
-# described where they start, below.
+# described where they start, below; the last checks compare a CNN with Resize and
+# ConvTranspose (tests/data/models/upsample_cnn.onnx).
 # Prints one PASS/FAIL line per check and "test_examples: N passed, N failed"; exit 1 on failure.
 #
 # Env: BINDIR (default bin), PYTHON (default /usr/bin/python3), NODE (default node).
@@ -381,5 +382,25 @@ EOF
         fail "$TEXT: the serve check ended with status $rc: $msg"
     fi
 fi
+
+# A CNN with Resize (linear, then cubic) and a strided ConvTranspose, random weights
+# (tests/data/models/upsample_cnn.onnx, tools/make_test_models.py): dabba vs onnxruntime on
+# batches of 1 and 3 random images, |diff| <= 1e-5 + 1e-4 * |ort|.
+UP=tests/data/models/upsample_cnn.onnx
+for b in 1 3; do
+    work="$TMP/upsample_b$b"
+    mkdir -p "$work/ort" "$work/dabba"
+    "$PYTHON" -c "import numpy as np; np.save('$work/image.npy', np.random.default_rng($b).standard_normal(($b, 3, 16, 16)).astype(np.float32))"
+    name="upsample_cnn batch=$b"
+    if ! "$DABBA" run "$UP" --input "image=$work/image.npy" --output-dir "$work/dabba" >"$work/dabba.log" 2>&1; then
+        fail "$name: dabba run exited non-zero: $(tail -n 3 "$work/dabba.log" | tr '\n' ' ')"
+    elif ! "$NODE" tests/oracle/ort_run.js "$UP" "$work/ort" "image=$work/image.npy" >"$work/ort.log" 2>&1; then
+        fail "$name: onnxruntime failed: $(tail -n 3 "$work/ort.log" | tr '\n' ' ')"
+    elif msg="$(compare "$work/dabba/y.npy" "$work/ort/y.npy" 1e-5 2>&1)"; then
+        pass "$name: Resize + ConvTranspose match onnxruntime ($msg)"
+    else
+        fail "$name: differs from onnxruntime: $msg"
+    fi
+done
 
 finish
