@@ -48,6 +48,11 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -
             -fopenmp -fPIC -I$(GEN) -Isrc
 GENFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fPIC -w
 LDLIBS   := -lprotobuf-c -ldnnl -lmicrohttpd -ljansson -lz -lm -lpthread -fopenmp $(LDSAN)
+# The SIMD kernels pick their instruction sets per function (target attributes) and are
+# chosen at run time by CPUID, so they build for the baseline ISA whatever ARCH says.
+ifeq ($(shell uname -m),x86_64)
+$(BUILD)/src/kernels/simd/%.o: CFLAGS := $(filter-out $(ARCH),$(CFLAGS)) -march=x86-64
+endif
 
 SRC      := $(sort $(wildcard src/*/*.c src/*/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(SRC))

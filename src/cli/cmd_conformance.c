@@ -31,6 +31,7 @@ typedef struct conf_opts {
     int timeout_s;
     int fork;
     char *known_bad;      /* --known-bad file contents: "name reason" lines, or NULL */
+    dab_opt_level_t level; /* --optimize */
 } conf_opts_t;
 
 /* The reason --known-bad gives for test `label`, copied into why; false when not listed. */
@@ -152,7 +153,7 @@ static int run_test(const char *dir, const char *label, const conf_opts_t *o)
     int res = RES_PASS;
     char why[1024] = "";
     snprintf(path, sizeof path, "%s/model.onnx", dir);
-    int rc = dab_onnx_load_file(path, &g, &err);
+    int rc = dab_cli_load(path, o->level, &g, &err);
     if (rc) {
         res = rc == DAB_EUNSUPPORTED ? RES_UNSUPPORTED : RES_FAIL;
         snprintf(why, sizeof why, "load: %s", err.msg);
@@ -343,7 +344,7 @@ static void run_dir(const char *dir, const conf_opts_t *o, int *counts)
 
 int dab_cmd_conformance(int argc, char **argv)
 {
-    conf_opts_t o = {.threads = 0, .timeout_s = 120, .fork = 1};
+    conf_opts_t o = {.threads = 0, .timeout_s = 120, .fork = 1, .level = DAB_OPT_ALL};
     int counts[3] = {0, 0, 0};
     int n_dirs = 0;
     for (int i = 1; i < argc; i++) {
@@ -352,6 +353,9 @@ int dab_cmd_conformance(int argc, char **argv)
                 return 2;
         } else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
             if ((o.timeout_s = dab_cli_int("--timeout", argv[++i], 1, 86400)) < 0)
+                return 2;
+        } else if (!strcmp(argv[i], "--optimize") && i + 1 < argc) {
+            if (dab_cli_opt_level("--optimize", argv[++i], &o.level))
                 return 2;
         } else if (!strcmp(argv[i], "--no-fork")) {
             o.fork = 0;
@@ -375,7 +379,7 @@ int dab_cmd_conformance(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") || !strcmp(argv[i], "--timeout") ||
-            !strcmp(argv[i], "--known-bad")) {
+            !strcmp(argv[i], "--known-bad") || !strcmp(argv[i], "--optimize")) {
             i++;
             continue;
         }
@@ -389,7 +393,7 @@ int dab_cmd_conformance(int argc, char **argv)
     }
     if (!n_dirs) {
         fprintf(stderr, "usage: dabba conformance DIR... [--threads T] [--timeout S] [--no-fork] "
-                        "[--known-bad FILE]\n");
+                        "[--known-bad FILE] [--optimize none|basic|all]\n");
         return 2;
     }
     int total = counts[0] + counts[1] + counts[2];

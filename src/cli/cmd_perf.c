@@ -44,6 +44,7 @@ int dab_cmd_perf(int argc, char **argv)
     const char *dim_names[MAX_DIMS];
     int64_t dim_vals[MAX_DIMS];
     int n_dims = 0;
+    dab_opt_level_t level = DAB_OPT_ALL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--batch") && i + 1 < argc) {
@@ -70,6 +71,9 @@ int dab_cmd_perf(int argc, char **argv)
                 return 2;
             dim_names[n_dims] = argv[i];
             dim_vals[n_dims++] = v;
+        } else if (!strcmp(f, "--optimize") && i + 1 < argc) {
+            if (dab_cli_opt_level(f, argv[++i], &level))
+                return 2;
         } else if (f[0] != '-' && !model) {
             model = f;
         } else {
@@ -79,7 +83,7 @@ int dab_cmd_perf(int argc, char **argv)
     }
     if (!model) {
         fprintf(stderr, "usage: dabba perf MODEL [--batch N] [--threads T] [--iterations K] "
-                        "[--warmup K] [--dim NAME=VALUE]\n");
+                        "[--warmup K] [--dim NAME=VALUE] [--optimize none|basic|all]\n");
         return 2;
     }
     if (threads <= 0)
@@ -92,7 +96,7 @@ int dab_cmd_perf(int argc, char **argv)
     const dab_tensor_t *outs[MAX_IN] = {0};
     uint64_t *lat = NULL;
     int rc = 1;
-    if (dab_onnx_load_file(model, &g, &err))
+    if (dab_cli_load(model, level, &g, &err))
         goto fail;
     if (g->n_inputs > MAX_IN || g->n_outputs > MAX_IN) {
         dab_err_set(&err, DAB_ELIMIT, "the model has more than %d inputs or outputs", MAX_IN);
@@ -159,7 +163,7 @@ int dab_cmd_perf(int argc, char **argv)
     double p99 = lat[(size_t)((iterations - 1) * 0.99)] / 1e3;
     double mean_us = t_total / 1e3 / iterations;
     double tput = batch * 1e6 / mean_us;
-    printf("model: %s\n", model);
+    printf("model: %s (optimize %s, %d nodes)\n", model, dab_opt_level_name(level), g->n_nodes);
     printf("runs: %d (after %d warm-up), arena %zu bytes, heap allocations per run %.2f\n",
            iterations, warmup, dab_session_arena_bytes(s),
            (double)(a1.calls - a0.calls) / iterations);

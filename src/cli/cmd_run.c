@@ -37,6 +37,7 @@ int dab_cmd_run(int argc, char **argv)
 {
     const char *model = NULL, *out_dir = NULL;
     int threads = 0, rc = 1;
+    dab_opt_level_t level = DAB_OPT_ALL;
     enum { MAX_IN = 64 };
     char *names[MAX_IN];
     const char *files[MAX_IN];
@@ -56,6 +57,9 @@ int dab_cmd_run(int argc, char **argv)
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             if ((threads = dab_cli_int("--threads", argv[++i], 1, 1024)) < 0)
                 return 2;
+        } else if (!strcmp(argv[i], "--optimize") && i + 1 < argc) {
+            if (dab_cli_opt_level("--optimize", argv[++i], &level))
+                return 2;
         } else if (argv[i][0] != '-' && !model) {
             model = argv[i];
         } else {
@@ -64,7 +68,8 @@ int dab_cmd_run(int argc, char **argv)
         }
     }
     if (!model) {
-        fprintf(stderr, "usage: dabba run MODEL --input NAME=FILE ... [--output-dir DIR]\n");
+        fprintf(stderr, "usage: dabba run MODEL --input NAME=FILE ... [--output-dir DIR] "
+                        "[--threads T] [--optimize none|basic|all]\n");
         return 2;
     }
     dab_err_t err = {0};
@@ -73,7 +78,7 @@ int dab_cmd_run(int argc, char **argv)
     dab_tensor_t ins[MAX_IN] = {0};
     const dab_tensor_t *feed[MAX_IN] = {0};
     const dab_tensor_t *outs[MAX_IN] = {0};
-    if (dab_onnx_load_file(model, &g, &err))
+    if (dab_cli_load(model, level, &g, &err))
         goto fail;
     if (g->n_inputs > MAX_IN || g->n_outputs > MAX_IN) {
         dab_err_set(&err, DAB_ELIMIT, "the model has more than %d inputs or outputs", MAX_IN);

@@ -26,6 +26,7 @@ typedef struct opt {
 } opt_t;
 
 static const char *g_mode = "none", *g_log_format = "json", *g_log_level = "info";
+static const char *g_optimize = "all";
 static int g_exit_timeout = 30;
 #define MAX_LOAD 64
 static const char *g_load[MAX_LOAD];
@@ -105,6 +106,7 @@ int dab_cmd_serve(int argc, char **argv)
         {"--idle-timeout-secs", "DABBA_IDLE_TIMEOUT_SECS", OPT_INT, &so.idle_timeout_secs, "close silent connections (60)"},
         {"--request-timeout-secs", "DABBA_REQUEST_TIMEOUT_SECS", OPT_INT, &so.request_timeout_secs, "drop bodies still arriving after (60)"},
         {"--max-queue", "DABBA_MAX_QUEUE", OPT_INT, &so.max_queue, "queued requests per model version (1024)"},
+        {"--optimize", "DABBA_OPTIMIZE", OPT_STR, &g_optimize, "graph optimizations: none|basic|all"},
     };
     const int n_opts = (int)DAB_ARRAY_LEN(opts);
     static char env_load[4096];
@@ -143,14 +145,17 @@ int dab_cmd_serve(int argc, char **argv)
     dab_log_format_t lf;
     dab_log_level_t ll;
     dab_control_mode_t mode;
+    dab_opt_level_t level;
     if (dab_log_parse_format(g_log_format, &lf, &err) || dab_log_parse_level(g_log_level, &ll, &err) ||
-        dab_control_mode_parse(g_mode, &mode, &err)) {
+        dab_control_mode_parse(g_mode, &mode, &err) ||
+        dab_opt_level_parse(g_optimize, &level, &err)) {
         fprintf(stderr, "dabba serve: %s\n", err.msg);
         return 2;
     }
     dab_log_init(lf, ll);
     json_set_alloc_funcs(dab_malloc, dab_free);
     so.control_mode = mode;
+    so.optimize = (int)level;
     so.load_models = g_load;
     so.n_load_models = g_n_load;
 

@@ -17,11 +17,15 @@ static void usage(FILE *f)
 "  serve [--repository DIR] ...     the KServe v2 HTTP server (serve --help)\n"
             "  inspect MODEL                    opsets, inputs, outputs, parameters, op support\n"
             "  run MODEL --input NAME=FILE ...  run once on .npy / .pb inputs\n"
-            "      [--output-dir DIR] [--threads T]\n"
+            "      [--output-dir DIR] [--threads T] [--optimize none|basic|all]\n"
             "  perf MODEL [--batch N] [--threads T] [--iterations K] [--warmup K]\n"
-            "      [--dim NAME=VALUE]           latency and throughput on generated inputs\n"
+            "      [--dim NAME=VALUE] [--optimize L]  latency and throughput on generated inputs\n"
             "  conformance DIR...               run ONNX backend-test folders\n"
-            "      [--threads T] [--timeout S] [--no-fork] [--known-bad FILE]\n");
+            "      [--threads T] [--timeout S] [--no-fork] [--known-bad FILE] [--optimize L]\n"
+            "\n"
+            "--optimize: graph optimizations before running: none, basic (constant folding,\n"
+            "dead nodes, common subexpressions, copy-free reshapes) or all (basic + fusions;\n"
+            "the default).\n");
 }
 
 int dab_cli_int(const char *flag, const char *value, int min, int max)
@@ -34,6 +38,25 @@ int dab_cli_int(const char *flag, const char *value, int min, int max)
         return -1;
     }
     return (int)v;
+}
+
+int dab_cli_load(const char *path, dab_opt_level_t level, dab_graph_t **out, dab_err_t *err)
+{
+    int rc = dab_onnx_load_file(path, out, err);
+    if (!rc && (rc = dab_graph_optimize(*out, level, err))) {
+        dab_graph_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int dab_cli_opt_level(const char *flag, const char *value, dab_opt_level_t *out)
+{
+    dab_err_t err = {0};
+    if (!dab_opt_level_parse(value, out, &err))
+        return 0;
+    fprintf(stderr, "dabba: %s: %s\n", flag, err.msg);
+    return -1;
 }
 
 int dab_cli_read_tensor(const char *path, dab_tensor_t *t, dab_err_t *err)

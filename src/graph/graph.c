@@ -307,7 +307,8 @@ int dab_graph_finalize(dab_graph_t *g, dab_err_t *err)
     /* Bind operators. */
     for (int n = 0; n < g->n_nodes; n++) {
         dab_gnode_t *node = &g->nodes[n];
-        node->opset = (int)dab_graph_opset(g, node->domain);
+        if (!(node->flags & DAB_GNODE_OPSET_FIXED))
+            node->opset = (int)dab_graph_opset(g, node->domain);
         node->op = dab_op_find(node->domain, node->op_type, node->opset);
     }
     for (int i = 0; i < g->n_outputs; i++) {

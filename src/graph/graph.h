@@ -46,7 +46,15 @@ typedef struct dab_gnode {
     int n_attrs;
     dab_attr_t *attrs;
     const dab_op_def_t *op; /* NULL when no definition covers (domain, op_type, opset) */
+    unsigned flags;         /* DAB_GNODE_* set by graph passes */
 } dab_gnode_t;
+
+/* The node's first output may share its first input's memory (Reshape, Squeeze,
+ * Unsqueeze, Flatten, Identity): the session skips the copy when the byte counts agree. */
+#define DAB_GNODE_VIEW 1u
+/* The node's opset was chosen by the pass that made it (a fused LayerNormalization in an
+ * opset-13 model binds at 17): finalize keeps it instead of the graph's import. */
+#define DAB_GNODE_OPSET_FIXED 2u
 
 typedef struct dab_opset {
     char *domain;
@@ -120,6 +128,33 @@ int dab_graph_unsupported(const dab_graph_t *g, const dab_gnode_t **nodes, int m
 
 /* Total number of elements in constant values (parameters). */
 int64_t dab_graph_param_count(const dab_graph_t *g);
+
+/* ---- optimization (optimize.c) ---- */
+
+typedef enum dab_opt_level {
+    DAB_OPT_DEFAULT = 0, /* the same as DAB_OPT_ALL: zeroed options optimize fully */
+    DAB_OPT_NONE,        /* run the graph as loaded */
+    DAB_OPT_BASIC,       /* constant folding, dead nodes, common subexpressions, views */
+    DAB_OPT_ALL,         /* basic plus fusions */
+} dab_opt_level_t;
+
+/* "none" / "basic" / "all" -> level; DAB_EINVAL naming the value otherwise. */
+int dab_opt_level_parse(const char *s, dab_opt_level_t *out, dab_err_t *err);
+
+/* "none" / "basic" / "all" for a level (DEFAULT reads "all"). */
+const char *dab_opt_level_name(dab_opt_level_t level);
+
+/*
+ * Rewrites a finalized graph into an equivalent, cheaper one at `level`: folds nodes
+ * whose inputs are all constants (with the engine's own operators; outputs over 64 MiB
+ * and random operators are left alone), removes nodes nothing reads, merges identical
+ * nodes and constants, marks copy-free view nodes and (DAB_OPT_ALL) fuses patterns into
+ * single nodes. Graph inputs and outputs keep their names; values read by subgraphs are
+ * never renamed or removed, and subgraphs themselves are left as loaded. The graph stays
+ * finalized. On error (out of memory) the graph may be half rewritten: the caller frees
+ * it. One thread, before any session is created over g.
+ */
+int dab_graph_optimize(dab_graph_t *g, dab_opt_level_t level, dab_err_t *err);
 
 /* ---- running ---- */
 

@@ -12,6 +12,12 @@
  * outputs), the values that do not fit get heap blocks for that run and the
  * plan is rebuilt after it. Blocks that outputs may still point into are
  * freed at the start of the next run. Steady state never touches the heap.
+ *
+ * Views. A node marked DAB_GNODE_VIEW (Reshape and friends, by the optimizer) makes its
+ * output share its input's bytes instead of copying them. The output then takes no
+ * arena space of its own, and the value owning the bytes lives until the last reader
+ * of any view of it. A graph output is a view only of a value computed in this run,
+ * never of a caller's input or a constant.
  */
 #include <omp.h>
 #include <stdio.h>
@@ -30,6 +36,7 @@ struct dab_session {
     dab_node_t *nodes;       /* [n_nodes] */
     dab_tensor_t **ptrs;     /* storage for every node's input and output pointers */
     int *last_use;           /* [n_values]: index of the last node reading it */
+    int *alias;              /* [n_values]: value whose memory a view borrows, or -1 */
     size_t *planned_bytes;   /* [n_values]: size reserved in the arena */
     size_t *offsets;         /* [n_values]: offset in the arena */
     size_t scratch_planned;  /* scratch size the next plan reserves (largest seen) */
@@ -108,13 +115,16 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
     s->last_use = dab_calloc(nv, sizeof *s->last_use);
     s->planned_bytes = dab_calloc(nv, sizeof *s->planned_bytes);
     s->offsets = dab_calloc(nv, sizeof *s->offsets);
-    if (!s->vals || !s->nodes || !s->ptrs || !s->last_use || !s->planned_bytes || !s->offsets) {
+    s->alias = dab_malloc(nv * sizeof *s->alias);
+    if (!s->vals || !s->nodes || !s->ptrs || !s->last_use || !s->planned_bytes || !s->offsets ||
+        !s->alias) {
         dab_session_free(s);
         return dab_err_set(err, DAB_ENOMEM, "out of memory creating a session");
     }
     for (int v = 0; v < g->n_values; v++) {
         reset_value(s, v);
         s->last_use[v] = g->values[v].producer;
+        s->alias[v] = -1;
     }
     for (int i = 0; i < g->n_outputs; i++)
         s->last_use[g->outputs[i]] = g->n_nodes;
@@ -170,6 +180,26 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
             return DAB_EFORMAT;
         }
     }
+    /* A view borrows its input's bytes, so the input lives as long as the view's last
+     * reader; walking backwards carries that along chains of views to the owner. */
+    for (int n = 0; n < g->n_nodes; n++) {
+        const dab_gnode_t *gn = &g->nodes[n];
+        if (!(gn->flags & DAB_GNODE_VIEW) || gn->n_inputs < 1 || gn->inputs[0] < 0 ||
+            gn->n_outputs < 1 || gn->outputs[0] < 0)
+            continue;
+        int src = gn->inputs[0], out = gn->outputs[0], owner = src;
+        while (s->alias[owner] >= 0)
+            owner = s->alias[owner];
+        if (g->values[out].is_output && g->values[owner].producer < 0)
+            continue;
+        s->alias[out] = src;
+    }
+    for (int n = g->n_nodes - 1; n >= 0; n--) {
+        const dab_gnode_t *gn = &g->nodes[n];
+        int out = gn->n_outputs >= 1 ? gn->outputs[0] : -1;
+        if (out >= 0 && s->alias[out] >= 0 && s->last_use[s->alias[out]] < s->last_use[out])
+            s->last_use[s->alias[out]] = s->last_use[out];
+    }
     for (int n = 0; n < g->n_nodes; n++) {
         dab_node_t *node = &s->nodes[n];
         if (node->op->init) {
@@ -178,6 +208,10 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
             if (rc) {
                 dab_err_set(err, rc, "node '%s' (%s): %s", node->name, node->op_type,
                             e.msg[0] ? e.msg : dab_strerror(rc));
+                /* an init may fail after making its state: its exit frees what there is */
+                if (node->priv && node->op->exit)
+                    node->op->exit(node);
+                node->priv = NULL;
                 dab_session_free(s);
                 return rc;
             }
@@ -202,6 +236,7 @@ void dab_session_free(dab_session_t *s)
     dab_free(s->nodes);
     dab_free(s->ptrs);
     dab_free(s->last_use);
+    dab_free(s->alias);
     dab_free(s->planned_bytes);
     dab_free(s->offsets);
     dab_free(s);
@@ -343,6 +378,18 @@ int dab_session_run(dab_session_t *s, const dab_tensor_t *const *inputs,
         node->scratch_bytes = 0;
         if ((rc = op->reshape(node, &e)))
             goto node_fail;
+        /* A view whose bytes match its input's takes them as they are: nothing to run. */
+        if (gn->n_outputs >= 1 && gn->outputs[0] >= 0 && s->alias[gn->outputs[0]] >= 0) {
+            dab_tensor_t *t = node->outputs[0], *in = node->inputs[0];
+            size_t bytes;
+            if ((rc = dab_shape_check(g->values[gn->outputs[0]].name, t->dtype, t->rank, t->dims,
+                                      s->max_value_bytes, &bytes, &e)))
+                goto node_fail;
+            if (t->dtype == in->dtype && bytes == dab_tensor_bytes(in)) {
+                t->data = in->data;
+                continue;
+            }
+        }
         for (int k = 0; k < node->n_outputs; k++) {
             int v = gn->outputs[k];
             if (v < 0)

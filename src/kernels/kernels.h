@@ -35,6 +35,32 @@
 #define DAB_KSP 3
 
 /*
+ * An activation fused into a convolution or product by the graph optimizer, applied to
+ * every output element after the bias (and a Gemm's C). oneDNN primitives built from a
+ * geometry carrying one apply it as a post-op; the reference kernels ignore it and the
+ * operator runs dab_act_apply over the output instead. Zeroed: none.
+ */
+typedef enum dab_act_kind {
+    DAB_ACT_NONE = 0,
+    DAB_ACT_RELU,       /* max(x, 0); alpha != 0: LeakyRelu's x < 0 ? alpha * x : x */
+    DAB_ACT_SIGMOID,
+    DAB_ACT_TANH,
+    DAB_ACT_CLIP,       /* min(max(x, alpha), beta) */
+    DAB_ACT_GELU_ERF,
+    DAB_ACT_GELU_TANH,
+    DAB_ACT_HARDSWISH,  /* x * min(max(x + 3, 0), 6) / 6 */
+} dab_act_kind_t;
+
+typedef struct dab_act {
+    int kind; /* dab_act_kind_t */
+    float alpha, beta;
+} dab_act_t;
+
+/* Applies act in place to n float32 (dt FLOAT) or float64 (DOUBLE) values; other dtypes
+ * give DAB_EUNSUPPORTED. */
+int dab_act_apply(const dab_act_t *act, dab_dtype_t dt, void *y, int64_t n, int nt);
+
+/*
  * Geometry of a convolution or transposed convolution. Spatial arrays hold nsp
  * meaningful entries; entries nsp..DAB_KSP-1 must be in = out = k = stride = dil = 1 and
  * pads 0 (dab_conv_geom_pad fills them) so kernels can always loop over 3 dims.
@@ -50,6 +76,7 @@ typedef struct dab_conv_geom {
     int64_t c_in, c_out, group;
     int64_t in[DAB_KSP], out[DAB_KSP], k[DAB_KSP];
     int64_t stride[DAB_KSP], dil[DAB_KSP], pad_lo[DAB_KSP], pad_hi[DAB_KSP];
+    dab_act_t act; /* oneDNN post-op; ignored by the reference kernels */
 } dab_conv_geom_t;
 
 /*
@@ -82,6 +109,7 @@ typedef struct dab_matmul_geom {
     int64_t a_rs, a_cs, b_rs, b_cs;
     double alpha;
     int accumulate;
+    dab_act_t act; /* oneDNN post-op after the sum; ignored by the reference kernels */
 } dab_matmul_geom_t;
 
 /* Fills spatial entries nsp..DAB_KSP-1 with the neutral values kernels expect. */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "elementwise_int.h"
+#include "kernels/simd/simd.h"
 #include "ops.h"
 
 typedef enum ew_kind {
@@ -449,13 +450,32 @@ static int bin_views(const dab_node_t *node, const ew_state_t *st, dab_tensor_t 
     return 0;
 }
 
+/* The SIMD float32 kernel standing in for a binary table's entry, or NULL (bitwise the
+ * same results: + - * / are exact in both). */
+static dab_ew_bin_fn simd_bin(const dab_ew_bin_fn *table, dab_dtype_t dt)
+{
+    const dab_simd_ops_t *s = dt == DAB_DT_FLOAT ? dab_simd() : NULL;
+    if (!s)
+        return NULL;
+    if (table == dab_ew_add)
+        return s->add;
+    if (table == dab_ew_sub)
+        return s->sub;
+    if (table == dab_ew_mul)
+        return s->mul;
+    if (table == dab_ew_div)
+        return s->div;
+    return NULL;
+}
+
 static dab_ew_bin_fn bin_kernel(const ew_state_t *st, dab_dtype_t da, dab_dtype_t db)
 {
     if (!dt_ok(da) || !dt_ok(db))
         return NULL;
     if (st->op->kind == EW_POW)
         return dab_ew_pow[da][db];
-    return st->bin[da];
+    dab_ew_bin_fn simd = st->op->kind == EW_BINARY && da == db ? simd_bin(st->bin, da) : NULL;
+    return simd ? simd : st->bin[da];
 }
 
 static int bin_reshape(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
@@ -536,7 +556,10 @@ static int var_compute(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
 {
     dab_tensor_t *out = node->outputs[0];
     const dab_tensor_t *const *in = (const dab_tensor_t *const *)node->inputs;
-    dab_ew_bin_fn fn = st->bin[out->dtype];
+    dab_ew_bin_fn fn = simd_bin(st->bin, out->dtype);
+    if (!fn)
+        fn = st->bin[out->dtype];
+    dab_ew_bin_fn div = simd_bin(dab_ew_div, out->dtype);
     int n = node->n_inputs;
     if (n == 1) {
         memcpy(out->data, in[0]->data, dab_tensor_bytes(out));
@@ -548,9 +571,9 @@ static int var_compute(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
     if (!strcmp(st->op->name, "Mean") && n > 1) {
         float nf = (float)n;
         double nd = (double)n;
-        dab_tensor_t div = {.dtype = out->dtype, .rank = 0};
-        div.data = out->dtype == DAB_DT_FLOAT ? (void *)&nf : (void *)&nd;
-        run_binary(node, dab_ew_div[out->dtype], out, &div, out, 2);
+        dab_tensor_t dv = {.dtype = out->dtype, .rank = 0};
+        dv.data = out->dtype == DAB_DT_FLOAT ? (void *)&nf : (void *)&nd;
+        run_binary(node, div ? div : dab_ew_div[out->dtype], out, &dv, out, 2);
     }
     return 0;
 }
@@ -685,6 +708,35 @@ static int where_compute(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
 
 /* ---- unary ops ---- */
 
+/* The SIMD float32 kernel standing in for a unary table, or NULL. */
+static void (*simd_un(const dab_ew_un_fn *table))(float *, const float *, int64_t)
+{
+    const dab_simd_ops_t *s = dab_simd();
+    if (!s)
+        return NULL;
+    if (table == dab_ew_relu)
+        return s->relu;
+    if (table == dab_ew_neg)
+        return s->neg;
+    if (table == dab_ew_abs)
+        return s->abs;
+    if (table == dab_ew_sqrt)
+        return s->sqrt;
+    if (table == dab_ew_exp)
+        return s->exp;
+    if (table == dab_ew_sigmoid)
+        return s->sigmoid;
+    if (table == dab_ew_tanh)
+        return s->tanh;
+    if (table == dab_ew_erf)
+        return s->erf;
+    if (table == dab_ew_gelu)
+        return s->gelu;
+    if (table == dab_ew_gelu_tanh)
+        return s->gelu_tanh;
+    return NULL;
+}
+
 static int un_reshape(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
 {
     int rc;
@@ -710,6 +762,16 @@ static int un_compute(dab_node_t *node, const ew_state_t *st, dab_err_t *err)
     const char *xp = x->data;
     char *op = out->data;
     const dab_ew_args_t *args = &st->args;
+    void (*vfn)(float *, const float *, int64_t) =
+        x->dtype == DAB_DT_FLOAT && !st->op->out_bool ? simd_un(st->un) : NULL;
+    if (vfn) {
+        DAB_PAR_FOR(nt, int, t, nt,
+            int64_t s = t * chunk, e = DAB_MIN(s + chunk, n);
+            if (s < e)
+                vfn((float *)out->data + s, (const float *)x->data + s, e - s);
+        );
+        return 0;
+    }
     DAB_PAR_FOR(nt, int, t, nt,
         int64_t s = t * chunk, e = DAB_MIN(s + chunk, n);
         if (s < e)

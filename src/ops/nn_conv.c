@@ -17,6 +17,7 @@ typedef struct conv_priv {
     int n_outpad, n_outshape; /* -1 when absent */
     const int64_t *outpad, *outshape;
     const void *const_w; /* W's data when W is an initializer */
+    dab_act_t act;       /* fused by the graph optimizer: oneDNN post-op or applied after */
     nn_cache_t cache;
     /* decided by reshape for the following compute */
     dab_conv_geom_t geom;
@@ -59,6 +60,8 @@ static int conv_init(dab_node_t *node, int transposed, dab_err_t *err)
             goto fail;
         }
     p->const_w = nn_const_data(node, 1);
+    if ((rc = nn_fused_act(node, &p->act, err)))
+        goto fail;
     node->priv = p;
     return 0;
 fail:
@@ -206,6 +209,7 @@ int dab_nn_conv_reshape(dab_node_t *node, dab_err_t *err)
             return rc;
     }
     dab_conv_geom_pad(g);
+    g->act = p->act;
     int64_t dims[DAB_MAX_RANK];
     dims[0] = g->n;
     dims[1] = g->c_out;
@@ -270,6 +274,8 @@ int dab_nn_conv_compute(dab_node_t *node, dab_err_t *err)
     int nt = dab_par_threads(node->ctx, work);
     int rc = p->transposed ? dab_ref_conv_transpose(x->dtype, g, x->data, w->data, bd, y->data, nt)
                            : dab_ref_conv(x->dtype, g, x->data, w->data, bd, y->data, nt);
+    if (!rc)
+        rc = dab_act_apply(&p->act, y->dtype, y->data, dab_tensor_numel(y), nt);
     if (rc)
         return dab_err_set(err, rc, "dtype %s is not supported", dab_dtype_name(x->dtype));
     return 0;

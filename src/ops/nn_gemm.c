@@ -11,6 +11,7 @@
  * product is one 2-D GEMM.
  */
 #include "nn_int.h"
+#include "kernels/simd/simd.h"
 
 #include <string.h>
 
@@ -20,6 +21,7 @@ typedef struct mm_priv {
     int is_gemm, trans_a, trans_b;
     float alpha, beta;
     const void *const_b; /* B's data when B is an initializer */
+    dab_act_t act;       /* fused by the graph optimizer: oneDNN post-op or applied after */
     nn_cache_t cache;
     /* decided by reshape for the following compute */
     int path;
@@ -58,6 +60,11 @@ static int mm_init(dab_node_t *node, int is_gemm, dab_err_t *err)
         p->beta = dab_attr_float(node, "beta", 1.0f);
     }
     p->const_b = nn_const_data(node, 1);
+    int rc = nn_fused_act(node, &p->act, err);
+    if (rc) {
+        dab_free(p);
+        return rc;
+    }
     node->priv = p;
     return 0;
 }
@@ -239,6 +246,7 @@ int dab_nn_mm_reshape(dab_node_t *node, dab_err_t *err)
         return rc;
     node->scratch_bytes = 0;
     p->prim = NULL;
+    p->geom.act = p->act;
     const dab_matmul_geom_t *g = &p->geom;
     if (g->m == 0 || g->n == 0 || dab_tensor_numel(y) == 0) {
         p->path = MM_EMPTY;
@@ -362,12 +370,12 @@ int dab_nn_mm_compute(dab_node_t *node, dab_err_t *err)
         nb *= g->batch[d];
     int nt = dab_par_threads(node->ctx, nb * g->m * g->n * g->k);
     switch (p->path) {
-    case MM_EMPTY: return 0;
+    case MM_EMPTY: break;
     case MM_GEMV:
-        dab_gemv_f32(g->n, g->k, a->data, b->data, g->b_rs, g->b_cs, (float)g->alpha, g->accumulate,
-                     y->data, nt);
-        return 0;
-    case MM_DNNL:
+        dab_simd_gemv_f32(g->n, g->k, a->data, b->data, g->b_rs, g->b_cs, (float)g->alpha,
+                          g->accumulate, y->data, nt);
+        break;
+    case MM_DNNL: /* a fused activation is the primitive's post-op */
         return dab_dnnl_prim_run(p->prim, a->data, b->data,
                                  p->use_bias ? node->inputs[2]->data : NULL, y->data, node->scratch,
                                  err);
@@ -375,6 +383,9 @@ int dab_nn_mm_compute(dab_node_t *node, dab_err_t *err)
         rc = dab_ref_matmul(a->dtype, g, a->data, b->data, y->data, nt);
         if (rc)
             return dab_err_set(err, rc, "dtype %s is not supported", dab_dtype_name(a->dtype));
-        return 0;
+        break;
     }
+    if ((rc = dab_act_apply(&p->act, y->dtype, y->data, dab_tensor_numel(y), nt)))
+        return dab_err_set(err, rc, "dtype %s is not supported", dab_dtype_name(y->dtype));
+    return 0;
 }

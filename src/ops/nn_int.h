@@ -87,6 +87,19 @@ static inline const void *nn_const_data(const dab_node_t *node, int i)
     return i < node->n_inputs && node->inputs[i] ? node->inputs[i]->data : NULL;
 }
 
+/* The activation the graph optimizer fused into this node (DAB_ATTR_FUSED_*), or none. */
+static inline int nn_fused_act(const dab_node_t *node, dab_act_t *act, dab_err_t *err)
+{
+    int64_t kind = dab_attr_int(node, DAB_ATTR_FUSED_ACT, DAB_ACT_NONE);
+    if (kind < DAB_ACT_NONE || kind > DAB_ACT_HARDSWISH)
+        return dab_err_set(err, DAB_EINVAL, "attribute %s = %lld is not an activation",
+                           DAB_ATTR_FUSED_ACT, (long long)kind);
+    act->kind = (int)kind;
+    act->alpha = dab_attr_float(node, DAB_ATTR_FUSED_ALPHA, 0.0f);
+    act->beta = dab_attr_float(node, DAB_ATTR_FUSED_BETA, 0.0f);
+    return 0;
+}
+
 /* OpenMP team for a oneDNN convolution or pooling doing `macs` multiply-adds: 1 below ~2M,
  * where waking a second thread (and its share of the reorders) costs more than it saves
  * (digits_cnn at batch 32: 93 µs on two threads at a 256k threshold, 76 µs at 2M). */

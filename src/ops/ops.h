@@ -113,6 +113,16 @@ int dab_op_known(const char *domain, const char *name);
 /* Calls fn for every registered definition (for `dabba inspect --ops` and tests). */
 void dab_op_foreach(void (*fn)(const dab_op_def_t *def, void *user), void *user);
 
+/* Attributes the graph optimizer puts on Conv, Gemm and MatMul when it fuses the
+ * activation that followed them (not ONNX's; the leading underscore keeps them apart):
+ * the dab_act_kind_t number (kernels.h) and its two parameters. */
+#define DAB_ATTR_FUSED_ACT "_dabba_activation"
+#define DAB_ATTR_FUSED_ALPHA "_dabba_activation_alpha"
+#define DAB_ATTR_FUSED_BETA "_dabba_activation_beta"
+/* On an Attention the optimizer made from MatMul-scale-Add-Softmax-MatMul: attn_mask was
+ * the Add's other operand, so a last dim of 1 broadcasts over the keys as Add would. */
+#define DAB_ATTR_MASK_FROM_ADD "_dabba_mask_from_add"
+
 /* ---- attribute access (node->attrs); missing attributes give the default ---- */
 const dab_attr_t *dab_attr_find(const dab_node_t *node, const char *name);
 int64_t dab_attr_int(const dab_node_t *node, const char *name, int64_t def);

@@ -28,6 +28,7 @@
 #include "reduce_int.h"
 
 #include <math.h>
+#include "kernels/simd/simd.h"
 #include <stdbool.h>
 
 enum red_kind {
@@ -557,6 +558,37 @@ RED_DEFINE(f64, double, double, DAB_DT_DOUBLE)
 RED_DEFINE(i64, int64_t, int64_t, DAB_DT_INT64)
 RED_DEFINE(u64, uint64_t, uint64_t, DAB_DT_UINT64)
 
+/*
+ * float32 Sum/Mean/SumSquare/L2/Max over the innermost axis with the SIMD kernels: each
+ * output reduces one contiguous segment (no odometer). Sums stay in double as in the
+ * portable path. Returns false (nothing done) when the plan or the level does not fit;
+ * a global reduction (fewer outputs than threads) keeps the portable split.
+ */
+static bool red_simd_rows(const red_plan_t *pl, int kind, const dab_tensor_t *x, dab_tensor_t *y,
+                          int nt)
+{
+    const dab_simd_ops_t *s = dab_simd();
+    if (!s || !pl->seg_last || pl->n_rowg != 0 || pl->n_red == 0 || y->dtype != DAB_DT_FLOAT ||
+        (nt > 1 && pl->n_out < nt))
+        return false;
+    if (kind != RK_SUM && kind != RK_MEAN && kind != RK_SUMSQ && kind != RK_L2 && kind != RK_MAX)
+        return false;
+    const float *xd = x->data;
+    float *yd = y->data;
+    const int64_t n = pl->seg;
+    DAB_PAR_FOR(nt, int64_t, o, pl->n_out,
+        const float *row = xd + red_outer_offset(pl, o);
+        switch (kind) {
+        case RK_SUM: yd[o] = (float)s->sum(row, n); break;
+        case RK_MEAN: yd[o] = (float)(s->sum(row, n) / (double)n); break;
+        case RK_SUMSQ: yd[o] = (float)s->sumsq(row, n); break;
+        case RK_L2: yd[o] = (float)sqrt(s->sumsq(row, n)); break;
+        default: yd[o] = s->max(row, n); break;
+        }
+    );
+    return true;
+}
+
 /* ---- operator callbacks ---- */
 
 static int red_init(dab_node_t *node, dab_err_t *err)
@@ -717,6 +749,8 @@ static int red_compute(dab_node_t *node, dab_err_t *err)
     bool float_math = kind == RK_L2 || kind == RK_LOGSUM || kind == RK_LOGSUMEXP;
     switch (x->dtype) {
     case DAB_DT_FLOAT:
+        if (red_simd_rows(pl, kind, x, y, nt))
+            return 0;
         /* max and min are exact in float; LogSumExp's sum of exponentials only feeds a
          * log, so float's vectorized exp serves; every other sum goes through double */
         if (kind == RK_MAX || kind == RK_MIN || kind == RK_LOGSUMEXP)

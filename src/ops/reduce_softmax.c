@@ -16,6 +16,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "kernels/simd/simd.h"
+
 enum sm_kind { SM_SOFTMAX, SM_LOGSOFTMAX, SM_HARDMAX };
 
 typedef struct sm_priv {
@@ -265,7 +267,21 @@ int dab_reduce_softmax_compute(dab_node_t *node, dab_err_t *err)
         return 0;
     int nt = dab_par_threads(node->ctx, p->outer * p->n * p->inner * 8);
     switch (x->dtype) {
-    case DAB_DT_FLOAT: sm_run_float(p, x->data, y->data, nt); return 0;
+    case DAB_DT_FLOAT: {
+        /* contiguous rows go through the SIMD kernels when a level is active */
+        const dab_simd_ops_t *s = p->inner == 1 && p->kind != SM_HARDMAX ? dab_simd() : NULL;
+        if (s) {
+            void (*row)(const float *, float *, int64_t) =
+                p->kind == SM_SOFTMAX ? s->softmax : s->logsoftmax;
+            const float *xd = x->data;
+            float *yd = y->data;
+            const int64_t n = p->n;
+            DAB_PAR_FOR(nt, int64_t, o, p->outer, row(xd + o * n, yd + o * n, n););
+            return 0;
+        }
+        sm_run_float(p, x->data, y->data, nt);
+        return 0;
+    }
     case DAB_DT_DOUBLE: sm_run_double(p, x->data, y->data, nt); return 0;
     default:
         return dab_err_set(err, DAB_EUNSUPPORTED, "input of type %s is not supported",

@@ -58,6 +58,7 @@ typedef struct attn_geom {
 typedef struct attn_priv {
     int64_t q_heads_attr, kv_heads_attr;
     bool causal, has_scale;
+    bool mask_from_add; /* DAB_ATTR_MASK_FROM_ADD */
     double scale_attr, softcap;
     int qk_mode;
     /* from the last reshape */
@@ -77,6 +78,7 @@ static int attn_read_attrs(const dab_node_t *node, attn_priv_t *p, dab_err_t *er
     p->q_heads_attr = dab_attr_int(node, "q_num_heads", 0);
     p->kv_heads_attr = dab_attr_int(node, "kv_num_heads", 0);
     p->causal = dab_attr_int(node, "is_causal", 0) != 0;
+    p->mask_from_add = dab_attr_int(node, DAB_ATTR_MASK_FROM_ADD, 0) != 0;
     p->has_scale = dab_attr_find(node, "scale") != NULL;
     p->scale_attr = dab_attr_float(node, "scale", 1.0f);
     p->softcap = dab_attr_float(node, "softcap", 0.0f);
@@ -153,9 +155,17 @@ static int attn_layout(const dab_tensor_t *t, const char *name, bool three_d, in
 }
 
 /* Sets the mask's broadcast strides against [b, hq, sq, *] and its length. */
-static int attn_mask_layout(attn_geom_t *g, const dab_tensor_t *m, dab_err_t *err)
+static int attn_mask_layout(attn_geom_t *g, const dab_tensor_t *m, bool from_add,
+                            dab_err_t *err)
 {
     char s[96];
+    /* A mask taken from an Add (the optimizer's fusion) with one value per row (last dim
+     * 1, or a scalar) shifts every score of the row alike, which softmax ignores. */
+    if (from_add && tf_is_float(m->dtype) && (m->rank == 0 || m->dims[m->rank - 1] == 1)) {
+        g->mask_kind = ATT_MASK_NONE;
+        g->m_len = g->total;
+        return 0;
+    }
     if (m->dtype == DAB_DT_BOOL)
         g->mask_kind = ATT_MASK_BOOL;
     else if (tf_is_float(m->dtype))
@@ -259,7 +269,7 @@ int dab_tf_attn_reshape(dab_node_t *node, dab_err_t *err)
         g->past = pk->dims[2];
     }
     g->total = g->past + g->skv;
-    if (mask && (rc = attn_mask_layout(g, mask, err)))
+    if (mask && (rc = attn_mask_layout(g, mask, p->mask_from_add, err)))
         return rc;
     if (nonpad) {
         if (nonpad->dtype != DAB_DT_INT64 || nonpad->rank != 1 || nonpad->dims[0] != g->b)

@@ -14,6 +14,8 @@
 #include <math.h>
 #include <omp.h>
 
+#include "kernels/simd/simd.h"
+
 /* Independent partial sums per row reduction, so float sums vectorize without reassociation. */
 #define NORM_LANES 16
 
@@ -258,6 +260,7 @@ int dab_tf_norm_compute(dab_node_t *node, dab_err_t *err)
     const bool dbl = p->cdt == DAB_DT_DOUBLE;
     int nt = tf_par_threads(node, (double)p->rows * (double)p->n * 4);
     nt = DAB_MIN(nt, p->nt_max);
+    const dab_simd_ops_t *simd = dbl ? NULL : dab_simd(); /* float rows: SIMD when active */
     DAB_PAR_FOR(nt, int64_t, r, p->rows, {
         const char *xr = (const char *)x->data + r * p->n * (int64_t)xes;
         char *yr = (char *)y->data + r * p->n * (int64_t)yes;
@@ -272,6 +275,8 @@ int dab_tf_norm_compute(dab_node_t *node, dab_err_t *err)
         double m, inv;
         if (dbl)
             norm_row_double(p->rms, xin, yout, p->n, scv, biv, p->eps, &m, &inv);
+        else if (simd)
+            simd->norm_row(p->rms, xin, yout, p->n, scv, biv, p->eps, &m, &inv);
         else
             norm_row_float(p->rms, xin, yout, p->n, scv, biv, p->eps, &m, &inv);
         if (!direct)

@@ -437,7 +437,8 @@ static int version_load(dab_repo_t *r, const model_t *m, int64_t version, const 
         rc = dab_err_set(err, DAB_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = dab_onnx_load_file(path, &v->graph, err)))
+    if ((rc = dab_onnx_load_file(path, &v->graph, err)) ||
+        (rc = dab_graph_optimize(v->graph, r->opts.optimize, err)))
         goto fail;
     if ((rc = dab_model_config_complete(v->config, v->graph, model_dir, err))) {
         dab_err_prefix(err, "config: ");

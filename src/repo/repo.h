@@ -160,6 +160,7 @@ typedef struct dab_repo_opts {
     int poll_secs;                      /* POLL: seconds between rescans (<= 0: 15) */
     const char *const *startup_models;  /* EXPLICIT: models to load at start */
     int n_startup;
+    dab_opt_level_t optimize;           /* graph optimizations after loading (0: all) */
     /*
      * Builds what serves version v (scheduler, instances, sessions, warm-up) before v is
      * made visible; called on the loader thread (whoever runs the load) with no table

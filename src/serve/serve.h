@@ -35,6 +35,7 @@ typedef struct dab_server_opts {
     int idle_timeout_secs;       /* a connection silent this long is closed */
     int request_timeout_secs;    /* a body still arriving after this long is dropped */
     int max_queue;               /* per model version */
+    int optimize;                /* dab_opt_level_t: graph optimizations (0: all) */
 } dab_server_opts_t;
 
 /* Fills o with the embedded defaults. */

@@ -1318,6 +1318,7 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
         .poll_secs = o->poll_secs,
         .startup_models = o->load_models,
         .n_startup = o->n_load_models,
+        .optimize = (dab_opt_level_t)o->optimize,
         .runner_create = runner_create,
         .runner_destroy = runner_destroy,
         .on_change = on_change,

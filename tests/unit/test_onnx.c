@@ -227,6 +227,21 @@ TEST(test_fuzz_regressions)
         CHECK(s == NULL);
         dab_graph_free(g);
     }
+    /* An operator whose init fails after making its state (QuantizeLinear with an
+     * output_dtype it refuses): the failed session frees that state too. */
+    g = NULL;
+    CHECK_EQ_INT(load("tests/data/fuzz-regressions/loader-init-fails.onnx", &g, &e), 0);
+    if (g) {
+        dab_alloc_stats_t before, after;
+        dab_session_t *s = NULL;
+        dab_alloc_stats(&before);
+        CHECK(dab_session_create(g, NULL, &s, &e) != 0);
+        dab_alloc_stats(&after);
+        CHECK(s == NULL);
+        CHECK(strstr(e.msg, "QuantizeLinear") != NULL);
+        CHECK_EQ_INT(after.live_bytes, before.live_bytes);
+        dab_graph_free(g);
+    }
     g = NULL;
     CHECK_EQ_INT(load(MODELS "omitted_input.onnx", &g, &e), 0);
     if (g) {

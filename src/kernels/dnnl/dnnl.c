@@ -343,7 +343,23 @@ out:
     return rc;
 }
 
-static dnnl_status_t attr_new(dnnl_primitive_attr_t *attr, float alpha, int sum)
+/* oneDNN's eltwise algorithm for a fused activation (0 for none). */
+static dnnl_alg_kind_t act_alg(const dab_act_t *act)
+{
+    switch (act ? act->kind : DAB_ACT_NONE) {
+    case DAB_ACT_RELU: return dnnl_eltwise_relu;
+    case DAB_ACT_SIGMOID: return dnnl_eltwise_logistic;
+    case DAB_ACT_TANH: return dnnl_eltwise_tanh;
+    case DAB_ACT_CLIP: return dnnl_eltwise_clip_v2;
+    case DAB_ACT_GELU_ERF: return dnnl_eltwise_gelu_erf;
+    case DAB_ACT_GELU_TANH: return dnnl_eltwise_gelu_tanh;
+    case DAB_ACT_HARDSWISH: return dnnl_eltwise_hardswish;
+    default: return (dnnl_alg_kind_t)0;
+    }
+}
+
+static dnnl_status_t attr_new(dnnl_primitive_attr_t *attr, float alpha, int sum,
+                              const dab_act_t *act)
 {
     dnnl_status_t st = dnnl_primitive_attr_create(attr);
     if (st != dnnl_success)
@@ -351,11 +367,15 @@ static dnnl_status_t attr_new(dnnl_primitive_attr_t *attr, float alpha, int sum)
     st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
     if (st == dnnl_success && alpha != 1.0f)
         st = dnnl_primitive_attr_set_output_scales(*attr, 1, 0, &alpha);
-    if (st == dnnl_success && sum) {
+    dnnl_alg_kind_t alg = act_alg(act);
+    if (st == dnnl_success && (sum || alg)) {
         dnnl_post_ops_t po;
         st = dnnl_post_ops_create(&po);
         if (st == dnnl_success) {
-            st = dnnl_post_ops_append_sum(po, 1.0f);
+            if (sum)
+                st = dnnl_post_ops_append_sum(po, 1.0f);
+            if (st == dnnl_success && alg)
+                st = dnnl_post_ops_append_eltwise(po, 1.0f, alg, act->alpha, act->beta);
             if (st == dnnl_success)
                 st = dnnl_primitive_attr_set_post_ops(*attr, po);
             dnnl_post_ops_destroy(po);
@@ -443,7 +463,7 @@ int dab_dnnl_matmul_create(const dab_matmul_geom_t *g, int bias, const float *co
     if (st != dnnl_success)
         return build_fail(err, st, "matmul");
     dnnl_primitive_attr_t attr;
-    st = attr_new(&attr, (float)g->alpha, g->accumulate);
+    st = attr_new(&attr, (float)g->alpha, g->accumulate, &g->act);
     if (st != dnnl_success)
         return build_fail(err, st, "matmul attributes");
     dnnl_primitive_desc_t pd;
@@ -571,7 +591,7 @@ int dab_dnnl_conv_create(const dab_conv_geom_t *g, int transposed, int bias, con
     if (st != dnnl_success)
         return build_fail(err, st, what);
     dnnl_primitive_attr_t attr;
-    st = attr_new(&attr, 1.0f, 0);
+    st = attr_new(&attr, 1.0f, 0, &g->act);
     if (st != dnnl_success)
         return build_fail(err, st, "convolution attributes");
     dnnl_primitive_desc_t pd;
@@ -635,7 +655,7 @@ int dab_dnnl_pool_create(const dab_pool_geom_t *g, int is_max, int threads, dab_
     if (st != dnnl_success)
         return build_fail(err, st, "pooling");
     dnnl_primitive_attr_t attr;
-    st = attr_new(&attr, 1.0f, 0);
+    st = attr_new(&attr, 1.0f, 0, NULL);
     if (st != dnnl_success)
         return build_fail(err, st, "pooling attributes");
     dnnl_primitive_desc_t pd;
