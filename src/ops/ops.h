@@ -188,5 +188,7 @@ extern const dab_op_def_t dab_ops_transformer[];
 extern const dab_op_def_t dab_ops_index[];
 extern const dab_op_def_t dab_ops_image[];
 extern const dab_op_def_t dab_ops_quant[];
+extern const dab_op_def_t dab_ops_rnn[];
+extern const dab_op_def_t dab_ops_random[];
 
 #endif

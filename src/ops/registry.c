@@ -16,6 +16,8 @@ static const dab_op_def_t *const g_families[] = {
     dab_ops_index,
     dab_ops_image,
     dab_ops_quant,
+    dab_ops_rnn,
+    dab_ops_random,
 };
 
 static int domain_eq(const char *a, const char *b)
