@@ -4,9 +4,11 @@
 //
 //   node bench/ort_perf.js MODEL [--batch N] [--threads T] [--iterations K] [--warmup W]
 //                          [--opt disabled|basic|extended|all] [--api session|binding]
+//                          [--dim NAME=VALUE]...
 //
 // Feeds every model input a tensor of its declared shape, with symbolic/unknown dims set to
-// the batch size (first dim) or 1 (others), filled with uniform [0,1) values from a fixed seed
+// the batch size (first dim), the --dim value given for their name, or 1, filled with
+// uniform [0,1) values from a fixed seed
 // (integers and bools: 0, as dabba perf does). Session: intraOpNumThreads = T, interOpNumThreads = 1,
 // sequential execution, graphOptimizationLevel 'all' unless --opt says otherwise.
 // Runs W warmup runs, then K timed runs, timing each `await session.run(feeds)` with
@@ -32,12 +34,13 @@ function loadOrt() {
 function usage(msg) {
   if (msg) process.stderr.write(`ort_perf: ${msg}\n`);
   process.stderr.write('usage: node bench/ort_perf.js MODEL [--batch N] [--threads T] ' +
-    '[--iterations K] [--warmup W] [--opt disabled|basic|extended|all] [--api session|binding]\n');
+    '[--iterations K] [--warmup W] [--opt disabled|basic|extended|all] [--api session|binding] ' +
+    '[--dim NAME=VALUE]...\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const o = { model: null, batch: 1, threads: 1, iterations: 1000, warmup: 100, opt: 'all', api: 'session' };
+  const o = { model: null, batch: 1, threads: 1, iterations: 1000, warmup: 100, opt: 'all', api: 'session', dims: {} };
   const ints = { '--batch': 'batch', '--threads': 'threads', '--iterations': 'iterations', '--warmup': 'warmup' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -48,6 +51,10 @@ function parseArgs(argv) {
     } else if (a === '--opt') {
       o.opt = argv[++i];
       if (!['disabled', 'basic', 'extended', 'all'].includes(o.opt)) usage(`bad --opt '${o.opt}'`);
+    } else if (a === '--dim') {
+      const m = /^([^=]+)=(\d+)$/.exec(argv[++i] || '');
+      if (!m || Number(m[2]) < 1) usage(`bad --dim '${argv[i]}' (NAME=VALUE, VALUE >= 1)`);
+      o.dims[m[1]] = Number(m[2]);
     } else if (a === '--api') {
       o.api = argv[++i];
       if (!['session', 'binding'].includes(o.api)) usage(`bad --api '${o.api}'`);
@@ -74,10 +81,10 @@ function rng(seed) {
   };
 }
 
-function makeInput(ort, meta, batch, rand) {
+function makeInput(ort, meta, batch, dims, rand) {
   if (!meta.isTensor) throw new Error(`input '${meta.name}' is not a tensor`);
   const shape = (meta.shape.length ? meta.shape : [batch]).map((d, i) =>
-    (typeof d === 'number' && d >= 0 ? d : (i === 0 ? batch : 1)));
+    (typeof d === 'number' && d >= 0 ? d : i === 0 ? batch : (dims[d] || 1)));
   const n = shape.reduce((a, b) => a * b, 1);
   let data;
   switch (meta.type) {
@@ -111,7 +118,7 @@ async function main() {
   const session = await ort.InferenceSession.create(o.model, options);
   const rand = rng(12345);
   const feeds = {};
-  for (const meta of session.inputMetadata) feeds[meta.name] = makeInput(ort, meta, o.batch, rand);
+  for (const meta of session.inputMetadata) feeds[meta.name] = makeInput(ort, meta, o.batch, o.dims, rand);
 
   let run = () => session.run(feeds);
   let native = null;
