@@ -365,7 +365,8 @@ static int eyelike_compute(dab_node_t *node, dab_err_t *err)
 
 const dab_op_def_t dab_ops_index[] = {
     {"", "GatherElements", 11, 0, T_MOVE, 0, 2, 2, 1, 1, OP3(gather_elements), NULL},
-    {"", "GatherND", 11, 0, T_MOVE, 0, 2, 2, 1, 1, OP3(gather_nd), NULL},
+    {"", "GatherND", 11, 0, T_MOVE, 0, 2, 2, 1, 1, NULL, dab_idx_gather_nd_reshape,
+     dab_idx_gather_nd_compute, NULL},
     {"", "Scatter", 9, 10, T_MOVE, 0, 3, 3, 1, 1, OP3(scatter_elements), NULL},
     {"", "Scatter", 11, 12, T_MOVE, 0, 3, 3, 1, 1, OP3(scatter_elements), NULL},
     {"", "ScatterElements", 11, 0, T_MOVE, 0, 3, 3, 1, 1, OP3(scatter_elements), NULL},

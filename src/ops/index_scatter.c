@@ -360,11 +360,6 @@ static int gather_nd_check(const dab_node_t *node, int *b_out, dab_err_t *err)
     return 0;
 }
 
-int dab_idx_gather_nd_init(dab_node_t *node, dab_err_t *err)
-{
-    return 0;
-}
-
 int dab_idx_gather_nd_reshape(dab_node_t *node, dab_err_t *err)
 {
     const dab_tensor_t *data = node->inputs[0], *ind = node->inputs[1];

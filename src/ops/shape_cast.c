@@ -147,32 +147,13 @@ bool dab_cast_supported(dab_dtype_t sdt, dab_dtype_t ddt)
     return (is_plain(sdt) || via_float(sdt)) && (is_plain(ddt) || via_float(ddt));
 }
 
-/* bfloat16 is the top half of a float; narrowing rounds to nearest even, NaNs stay
- * quiet NaNs. Inline so the loops vectorize. */
-static inline float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
 
 static void half_to_f32(dab_dtype_t dt, const uint16_t *s, float *d, int64_t n)
 {
     int64_t i = 0;
     if (dt == DAB_DT_BFLOAT16) {
         for (; i < n; i++)
-            d[i] = bf16_to_f32(s[i]);
+            d[i] = dab_bf16_to_f32(s[i]);
         return;
     }
 #if defined(__F16C__)
@@ -188,7 +169,7 @@ static void f32_to_half(dab_dtype_t dt, const float *s, uint16_t *d, int64_t n)
     int64_t i = 0;
     if (dt == DAB_DT_BFLOAT16) {
         for (; i < n; i++)
-            d[i] = f32_to_bf16(s[i]);
+            d[i] = dab_f32_to_bf16(s[i]);
         return;
     }
 #if defined(__F16C__)

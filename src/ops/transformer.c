@@ -9,24 +9,6 @@
 
 /* ---- dtype conversions ---- */
 
-static inline float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-/* Round to nearest even; NaNs stay (quiet) NaNs. */
-static inline uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
 
 /* Element i of a float-family array as float / double. */
 static inline double load_f64(dab_dtype_t dt, const void *p, int64_t i)
@@ -35,7 +17,7 @@ static inline double load_f64(dab_dtype_t dt, const void *p, int64_t i)
     case DAB_DT_FLOAT: return ((const float *)p)[i];
     case DAB_DT_DOUBLE: return ((const double *)p)[i];
     case DAB_DT_FLOAT16: return dab_f16_to_f32(((const uint16_t *)p)[i]);
-    default: return bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return dab_bf16_to_f32(((const uint16_t *)p)[i]);
     }
 }
 
@@ -52,14 +34,14 @@ void dab_tf_convert(dab_dtype_t sdt, const void *src, dab_dtype_t ddt, void *dst
         const uint16_t *s = src;
         float *d = dst;
         for (int64_t i = 0; i < n; i++)
-            d[i] = bf16_to_f32(s[i]);
+            d[i] = dab_bf16_to_f32(s[i]);
         return;
     }
     if (sdt == DAB_DT_FLOAT && ddt == DAB_DT_BFLOAT16) {
         const float *s = src;
         uint16_t *d = dst;
         for (int64_t i = 0; i < n; i++)
-            d[i] = f32_to_bf16(s[i]);
+            d[i] = dab_f32_to_bf16(s[i]);
         return;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -69,7 +51,7 @@ void dab_tf_convert(dab_dtype_t sdt, const void *src, dab_dtype_t ddt, void *dst
         case DAB_DT_DOUBLE: ((double *)dst)[i] = v; break;
         /* narrowing double -> float -> half rounds twice; halves only come from float here */
         case DAB_DT_FLOAT16: ((uint16_t *)dst)[i] = dab_f32_to_f16((float)v); break;
-        default: ((uint16_t *)dst)[i] = f32_to_bf16((float)v); break;
+        default: ((uint16_t *)dst)[i] = dab_f32_to_bf16((float)v); break;
         }
     }
 }

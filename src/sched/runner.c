@@ -115,11 +115,9 @@ static void release_in_order(dab_runner_t *r)
     r->releasing = false;
 }
 
-/* Gives job its answer: statistics, done, then release (now, or in order). */
-static void finish(dab_runner_t *r, dab_job_t *job, int rc, const dab_err_t *err,
-                   const dab_tensor_t *const *outputs)
+/* Adds a finished job to the statistics (with r->mu held). */
+static void count_job(dab_runner_t *r, const dab_job_t *job, int rc)
 {
-    pthread_mutex_lock(&r->mu);
     r->stats.queue_count++;
     r->stats.queue_ns += job->queue_ns;
     if (rc == 0) {
@@ -131,7 +129,12 @@ static void finish(dab_runner_t *r, dab_job_t *job, int rc, const dab_err_t *err
         r->stats.fail_count++;
         r->stats.fail_ns += job->queue_ns + job->compute_ns;
     }
-    pthread_mutex_unlock(&r->mu);
+}
+
+/* Gives job (already counted) its answer: done, then release (now, or in order). */
+static void finish(dab_runner_t *r, dab_job_t *job, int rc, const dab_err_t *err,
+                   const dab_tensor_t *const *outputs)
+{
     job->done(job, rc, rc ? err : NULL, rc ? NULL : outputs);
     if (!r->b.preserve_ordering) {
         if (job->release)
@@ -146,12 +149,19 @@ static void finish(dab_runner_t *r, dab_job_t *job, int rc, const dab_err_t *err
 
 static void fail_chain(dab_runner_t *r, dab_job_t *chain, int code, const char *why)
 {
+    if (!chain)
+        return;
     uint64_t now = dab_now_ns();
-    for (dab_job_t *j = chain, *next; j; j = next) {
-        next = j->next;
+    pthread_mutex_lock(&r->mu);
+    for (dab_job_t *j = chain; j; j = j->next) {
         j->queue_ns = now - j->enqueue_ns;
         j->compute_ns = 0;
         j->batch_rows = 0;
+        count_job(r, j, code);
+    }
+    pthread_mutex_unlock(&r->mu);
+    for (dab_job_t *j = chain, *next; j; j = next) {
+        next = j->next;
         dab_err_t err;
         if (code == DAB_ETIMEDOUT)
             dab_err_set(&err, code, "the request timed out after waiting %.3f ms in the queue of %s",
@@ -276,6 +286,11 @@ static void run_batch(instance_t *inst, dab_job_t **jobs, int n, bool budget_hel
         rc = check_split(r, outs, rows, &err);
     uint64_t compute = dab_now_ns() - start;
     pthread_mutex_lock(&r->mu);
+    for (int k = 0; k < n; k++) {
+        jobs[k]->compute_ns = compute;
+        jobs[k]->batch_rows = (int)rows;
+        count_job(r, jobs[k], rc);
+    }
     if (rc == 0) {
         r->stats.execution_count++;
         r->stats.inference_count += r->b.max_batch_size > 0 ? (uint64_t)rows : (uint64_t)n;
@@ -295,8 +310,6 @@ static void run_batch(instance_t *inst, dab_job_t **jobs, int n, bool budget_hel
     for (int k = 0; k < n; k++) {
         dab_job_t *j = jobs[k];
         int64_t jr = j->rows;
-        j->compute_ns = compute;
-        j->batch_rows = (int)rows;
         const dab_tensor_t *const *mine = outs;
         if (rc == 0 && n > 1) {
             make_views(inst, outs, rows, first, jr);
@@ -552,6 +565,9 @@ static int admit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
     if (job->timeout_us > 0 && p->allow_timeout_override &&
         (!timeout_us || job->timeout_us < timeout_us))
         timeout_us = job->timeout_us;
+    /* a request's own timeout may be any int64: beyond ~292 years it means none */
+    if (timeout_us > INT64_MAX / 1000)
+        timeout_us = 0;
     job->enqueue_ns = dab_now_ns();
     job->deadline_ns = timeout_us > 0 ? job->enqueue_ns + (uint64_t)timeout_us * 1000u : 0;
     job->order_next = NULL;

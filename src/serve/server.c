@@ -1113,9 +1113,18 @@ static int warm_batch_sizes(const dab_model_version_t *v, dab_session_t *sess, d
     const dab_tensor_t *in[MAX_IO], *outs[256];
     memset(tiled, 0, sizeof tiled);
     int rc = 0, sizes[32], n_sizes = 0;
-    for (int rows = 2; rows < c->max_batch_size && n_sizes < 31; rows *= 2)
+    size_t row_bytes = 0;
+    for (int i = 0; i < g->n_inputs; i++)
+        row_bytes += dab_tensor_bytes(&c->warmup_inputs[i]);
+    /* tiles stay within the warm-up sample bound; larger sizes are planned when they come */
+    for (int rows = 2; rows <= c->max_batch_size && n_sizes < 31; rows *= 2) {
+        if (row_bytes && (size_t)rows > DAB_REPO_MAX_WARMUP_BYTES / row_bytes)
+            break;
         sizes[n_sizes++] = rows;
-    sizes[n_sizes++] = c->max_batch_size;
+    }
+    if ((!n_sizes || sizes[n_sizes - 1] != c->max_batch_size) &&
+        (!row_bytes || (size_t)c->max_batch_size <= DAB_REPO_MAX_WARMUP_BYTES / row_bytes))
+        sizes[n_sizes++] = c->max_batch_size;
     for (int si = 0; !rc && si < n_sizes; si++) {
         int rows = sizes[si];
         for (int i = 0; !rc && i < g->n_inputs; i++) {

@@ -289,24 +289,6 @@ uint16_t dab_f32_to_f16(float f)
     return (uint16_t)half;
 }
 
-float dab_bf16_to_f32(uint16_t h)
-{
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t dab_f32_to_bf16(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffff) > 0x7f800000)
-        return (uint16_t)((x >> 16) | 0x40);
-    x += 0x7fff + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
-}
-
 /* ---- small floats ----
  * The FLOAT8 formats and FLOAT4E2M1 are sign, exponent, mantissa with IEEE-style
  * subnormals; they differ in widths, bias and which codes are NaN or infinity. A code's

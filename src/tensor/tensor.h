@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../base/base.h"
 
@@ -158,8 +159,25 @@ int dab_npy_parse(const void *buf, size_t len, dab_tensor_t *t, dab_err_t *err);
 /* float16 / bfloat16 conversions (round to nearest even). */
 float dab_f16_to_f32(uint16_t h);
 uint16_t dab_f32_to_f16(float f);
-float dab_bf16_to_f32(uint16_t h);
-uint16_t dab_f32_to_bf16(float f);
+/* bfloat16 is the top half of a float; narrowing rounds to nearest even and NaNs stay
+ * quiet NaNs. Inline so that conversion loops vectorize. */
+static inline float dab_bf16_to_f32(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint16_t dab_f32_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((x >> 16) | 0x40);
+    x += 0x7fffu + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
 
 /*
  * The small float formats: dt is one of the four FLOAT8 formats, FLOAT4E2M1 or
