@@ -47,7 +47,7 @@ GEN      := build/gen
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation $(OPT) $(ARCH) \
             -fopenmp -fPIC -I$(GEN) -Isrc
 GENFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fPIC -w
-LDLIBS   := -lprotobuf-c -ldnnl -lmicrohttpd -ljansson -lz -lm -lpthread -fopenmp $(LDSAN)
+LDLIBS   := -lhiredis -lprotobuf-c -ldnnl -lmicrohttpd -ljansson -lz -lm -lpthread -fopenmp $(LDSAN)
 # The SIMD kernels pick their instruction sets per function (target attributes) and are
 # chosen at run time by CPUID, so they build for the baseline ISA whatever ARCH says.
 ifeq ($(shell uname -m),x86_64)

@@ -26,7 +26,7 @@ typedef struct opt {
 } opt_t;
 
 static const char *g_mode = "none", *g_log_format = "json", *g_log_level = "info";
-static const char *g_optimize = "all";
+static const char *g_optimize = "all", *g_cache_policy = "sieve";
 static int g_exit_timeout = 30;
 #define MAX_LOAD 64
 static const char *g_load[MAX_LOAD];
@@ -56,10 +56,27 @@ static int set_opt(const opt_t *o, const char *v)
         return 0;
     }
     case OPT_SIZE: {
+        /* bytes, or with a binary suffix: 64K, 128M, 2G (also KiB, MB ...: all x1024) */
         unsigned long long x = strtoull(v, &end, 10);
-        if (!*v || *end || v[0] == '-')
+        if (!*v || end == v || v[0] == '-')
             break;
-        *(size_t *)o->dst = (size_t)x;
+        int shift = 0;
+        if (*end == 'k' || *end == 'K')
+            shift = 10;
+        else if (*end == 'm' || *end == 'M')
+            shift = 20;
+        else if (*end == 'g' || *end == 'G')
+            shift = 30;
+        if (shift) {
+            end++;
+            if (*end == 'i')
+                end++;
+            if (*end == 'B')
+                end++;
+        }
+        if (*end || (shift && x > (~0ull >> shift)))
+            break;
+        *(size_t *)o->dst = (size_t)(x << shift);
         return 0;
     }
     case OPT_I64: {
@@ -70,8 +87,8 @@ static int set_opt(const opt_t *o, const char *v)
         return 0;
     }
     }
-    fprintf(stderr, "dabba serve: %s (%s) must be a non-negative integer, got '%s'\n", o->flag,
-            o->env, v);
+    fprintf(stderr, "dabba serve: %s (%s) must be a non-negative integer%s, got '%s'\n", o->flag,
+            o->env, o->kind == OPT_SIZE ? " (bytes; K, M or G suffix allowed)" : "", v);
     return -1;
 }
 
@@ -107,6 +124,13 @@ int dab_cmd_serve(int argc, char **argv)
         {"--request-timeout-secs", "DABBA_REQUEST_TIMEOUT_SECS", OPT_INT, &so.request_timeout_secs, "drop bodies still arriving after (60)"},
         {"--max-queue", "DABBA_MAX_QUEUE", OPT_INT, &so.max_queue, "queued requests per model version (1024)"},
         {"--optimize", "DABBA_OPTIMIZE", OPT_STR, &g_optimize, "graph optimizations: none|basic|all"},
+        {"--cache-size", "DABBA_CACHE_SIZE", OPT_SIZE, &so.cache.l1_bytes, "in-process cache bytes (128M; 0 = none)"},
+        {"--cache-policy", "DABBA_CACHE_POLICY", OPT_STR, &g_cache_policy, "in-process eviction: sieve|lru"},
+        {"--redis", "DABBA_REDIS", OPT_STR, &so.cache.redis_url, "shared cache redis://[[user]:pass@]host[:port][/db]"},
+        {"--redis-timeout-ms", "DABBA_REDIS_TIMEOUT_MS", OPT_INT, &so.cache.redis_timeout_ms, "deadline per Redis call (5)"},
+        {"--redis-pool", "DABBA_REDIS_POOL", OPT_INT, &so.cache.redis_pool, "Redis connections for lookups (8)"},
+        {"--redis-prefix", "DABBA_REDIS_PREFIX", OPT_STR, &so.cache.redis_prefix, "Redis key prefix (dabba:)"},
+        {"--redis-ttl-secs", "DABBA_REDIS_TTL_SECS", OPT_I64, &so.cache.redis_ttl_s, "TTL of Redis keys a model sets none for (3600)"},
     };
     const int n_opts = (int)DAB_ARRAY_LEN(opts);
     static char env_load[4096];
@@ -149,6 +173,15 @@ int dab_cmd_serve(int argc, char **argv)
     if (dab_log_parse_format(g_log_format, &lf, &err) || dab_log_parse_level(g_log_level, &ll, &err) ||
         dab_control_mode_parse(g_mode, &mode, &err) ||
         dab_opt_level_parse(g_optimize, &level, &err)) {
+        fprintf(stderr, "dabba serve: %s\n", err.msg);
+        return 2;
+    }
+    if (!strcmp(g_cache_policy, "sieve"))
+        so.cache.policy = DAB_EVICT_SIEVE;
+    else if (!strcmp(g_cache_policy, "lru"))
+        so.cache.policy = DAB_EVICT_LRU;
+    else {
+        dab_err_set(&err, DAB_EINVAL, "--cache-policy must be sieve or lru, got '%s'", g_cache_policy);
         fprintf(stderr, "dabba serve: %s\n", err.msg);
         return 2;
     }

@@ -58,6 +58,7 @@ struct dab_model_version {
     bool runner_made; /* runner_create succeeded: runner_destroy is owed */
     uint64_t load_ns;
     uint64_t file_bytes;
+    uint64_t identity; /* content hash of the model file and config */
     int64_t loaded_unix_s;
     struct dab_model_version *reap_next; /* bg_mu */
 };
@@ -325,6 +326,7 @@ const dab_model_config_t *dab_model_version_config(const dab_model_version_t *v)
 const char *dab_model_version_path(const dab_model_version_t *v) { return v->path; }
 uint64_t dab_model_version_file_bytes(const dab_model_version_t *v) { return v->file_bytes; }
 uint64_t dab_model_version_load_ns(const dab_model_version_t *v) { return v->load_ns; }
+uint64_t dab_model_version_identity(const dab_model_version_t *v) { return v->identity; }
 void *dab_model_version_runner(const dab_model_version_t *v) { return v->runner; }
 void dab_model_version_set_runner(dab_model_version_t *v, void *runner) { v->runner = runner; }
 
@@ -782,6 +784,7 @@ static int sync_model(dab_repo_t *r, model_t *m, bool force, dab_err_t *first_er
             pthread_mutex_lock(&r->table_mu);
             dab_model_version_t *old = s->serving;
             nv->loaded_unix_s = (int64_t)time(NULL);
+            nv->identity = hash ^ (cfg_hash * 0x9E3779B97F4A7C15ull);
             s->serving = nv;
             s->state = DAB_VS_READY;
             set_str(&s->reason, NULL);

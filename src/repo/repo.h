@@ -134,6 +134,9 @@ const char *dab_model_version_path(const dab_model_version_t *v); /* the model f
 uint64_t dab_model_version_file_bytes(const dab_model_version_t *v);
 /* Time from the start of reading the file to the end of runner_create (warm-up). */
 uint64_t dab_model_version_load_ns(const dab_model_version_t *v);
+/* A hash of the model file's bytes and the config: equal across restarts for the same
+ * content (the response cache keys on it, so a changed model never sees old entries). */
+uint64_t dab_model_version_identity(const dab_model_version_t *v);
 void *dab_model_version_runner(const dab_model_version_t *v);
 
 /* For runner_create only: stores what serves v (read back with dab_model_version_runner). */

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../base/base.h"
+#include "../cache/cache.h"
 
 typedef struct dab_server dab_server_t;
 
@@ -36,6 +37,7 @@ typedef struct dab_server_opts {
     int request_timeout_secs;    /* a body still arriving after this long is dropped */
     int max_queue;               /* per model version */
     int optimize;                /* dab_opt_level_t: graph optimizations (0: all) */
+    dab_cache_opts_t cache;      /* response cache: L1 size (0 = none), Redis L2 */
 } dab_server_opts_t;
 
 /* Fills o with the embedded defaults. */

@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include "../cache/cache.h"
 #include "../observe/observe.h"
 #include "../repo/repo.h"
 #include "../sched/sched.h"
@@ -62,6 +63,11 @@ struct dab_server {
     dab_metric_t *m_queue_depth; /* {model,version,priority} */
     dab_metric_t *m_running;    /* {model,version}: requests in the engine now */
     dab_metric_t *m_rejections; /* {model,version,reason} */
+    dab_metric_t *m_cache_time; /* {model,version,result}: time in the response cache */
+    /* the response cache (NULL when neither tier is configured) */
+    dab_cache_t *cache;
+    dab_flight_t *flight;
+    int quiesced_fd; /* the listening socket after SIGTERM's quiesce; -1 before */
 };
 
 typedef enum rq_state { RQ_RECEIVING, RQ_WAITING, RQ_DONE } rq_state_t;
@@ -101,10 +107,24 @@ typedef struct req {
     int fd;                  /* the connection's socket, for client_waiting */
     bool gone;               /* the client hung up while the request was queued */
     size_t bytes_in;
-    /* control-plane work run off the HTTP threads (load / unload) */
+    /* response cache */
+    dab_cache_scope_t *csc;   /* the model's scope when its response cache is on */
+    dab_cache_key_t ckey;
+    bool cache_lead;          /* leads the single flight for ckey: answers its waiters */
+    bool flight_waiter;       /* waits for a leader's answer: resumed through wake() */
+    atomic_int wake_state;    /* WAKE_* bits, for flight waiters */
+    dab_flight_waiter_t fw;
+    const char *cache_result; /* Dabba-Cache header: hit-l1, hit-l2, shared, miss */
+    uint64_t cache_ns;        /* time spent in the cache (lookup, decode, insert) */
+    /* control-plane work run off the HTTP threads (load / unload / cache purge) */
     char *load_config;
-    bool unload;
+    enum { CTL_LOAD, CTL_UNLOAD, CTL_PURGE } control;
 } req_t;
+
+/* A flight waiter's connection is resumed by whichever comes second: its handler having
+ * suspended it, or its answer being ready (the leader may finish first). */
+#define WAKE_SUSPENDED 1
+#define WAKE_READY 2
 
 /* ---- responses ---- */
 
@@ -182,6 +202,8 @@ static enum MHD_Result send_response(req_t *rq)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, rq->content_encoding);
     if (rq->retry_after)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (rq->cache_result)
+        MHD_add_response_header(r, "Dabba-Cache", rq->cache_result);
     if (atomic_load(&rq->srv->draining))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(rq->conn, (unsigned)rq->status, r);
@@ -319,16 +341,27 @@ static void model_stats(req_t *rq, const char *model, int64_t version)
                                        duration(bs[b].count, 0), "compute_infer",
                                        duration(bs[b].count, bs[b].compute_ns), "compute_output",
                                        duration(bs[b].count, 0)));
+            /* Triton's convention: success includes the requests answered from the cache. */
+            uint64_t hits = 0, misses = 0;
+            double hit_s = 0, miss_s = 0;
+            {
+                const char *lh[3] = {st.models[i].name, vs, "hit"};
+                const char *lm[3] = {st.models[i].name, vs, "miss"};
+                hit_s = dab_series_read(dab_metric_series(rq->srv->m_cache_time, lh), &hits);
+                miss_s = dab_series_read(dab_metric_series(rq->srv->m_cache_time, lm), &misses);
+            }
             json_t *inf = json_pack(
-                "{s:o, s:o, s:o, s:o, s:o, s:o}", "success", duration(rs.success_count, rs.success_ns),
+                "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "success",
+                duration(rs.success_count + hits, rs.success_ns + (uint64_t)(hit_s * 1e9)),
                 "fail", duration(rs.fail_count, rs.fail_ns), "queue",
                 duration(rs.queue_count, rs.queue_ns), "compute_input", duration(rs.compute_count, 0),
                 "compute_infer", duration(rs.compute_count, rs.compute_ns), "compute_output",
-                duration(rs.compute_count, 0));
+                duration(rs.compute_count, 0), "cache_hit", duration(hits, (uint64_t)(hit_s * 1e9)),
+                "cache_miss", duration(misses, (uint64_t)(miss_s * 1e9)));
             json_array_append_new(
                 arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "name", st.models[i].name,
                                "version", vs, "last_inference", (json_int_t)rs.last_inference_ms,
-                               "inference_count", (json_int_t)rs.inference_count,
+                               "inference_count", (json_int_t)(rs.inference_count + hits),
                                "execution_count", (json_int_t)rs.execution_count,
                                "inference_stats", inf, "batch_stats", batches));
             dab_model_version_release(mv);
@@ -350,7 +383,115 @@ static const char *label_version(req_t *rq)
     return rq->version[0] ? rq->version : "";
 }
 
-/* Runs on the instance thread: encode, then resume the connection. */
+/* Encodes the answer of rq from its outputs (already filtered to those it asked for, in
+ * the graph's order): binary or JSON per its request, compressed per Accept-Encoding. */
+static void respond_outputs(req_t *rq, int n, const char *const *names,
+                            const dab_tensor_t *const *tensors)
+{
+    dab_v2_output_t outs[MAX_IO];
+    bool any_binary = false;
+    for (int i = 0; i < n; i++) {
+        outs[i].name = names[i];
+        outs[i].tensor = tensors[i];
+        outs[i].binary = dab_v2_output_wants_binary(rq->v2, names[i]);
+        any_binary |= outs[i].binary;
+    }
+    dab_v2_response_t resp = {
+        .model_name = rq->model,
+        .model_version = rq->version,
+        .id = rq->v2->id,
+        .id_len = rq->v2->id_len,
+        .n_outputs = n,
+        .outputs = outs,
+    };
+    dab_err_t e = {0};
+    dab_buf_reset(&rq->resp);
+    if (dab_v2_response_encode(&resp, &rq->resp, &rq->json_bytes, &e)) {
+        set_error(rq, 500, e.msg);
+        rq->outcome = "error";
+        return;
+    }
+    rq->status = 200;
+    rq->state = RQ_DONE;
+    rq->outcome = "success";
+    rq->binary_header = any_binary;
+    rq->content_type = any_binary ? "application/octet-stream" : "application/json";
+    maybe_compress(rq);
+}
+
+/* Answers rq from a cached value; false (nothing changed but a log line) when the value
+ * does not decode, so the request is computed instead. */
+static bool respond_cached(req_t *rq, const dab_cache_val_t *v)
+{
+    dab_cache_tensors_t ct;
+    dab_err_t err = {0};
+    if (dab_cache_tensors_decode(v, &ct, &err)) {
+        dab_log_limited(DAB_LOG_ERROR, "cache_decode", 5, "cache_fault",
+                        DAB_F_STR("model", rq->model), DAB_F_STR("error", err.msg));
+        return false;
+    }
+    const dab_tensor_t *ts[DAB_CACHE_MAX_TENSORS];
+    for (int i = 0; i < ct.n; i++)
+        ts[i] = &ct.tensors[i];
+    respond_outputs(rq, ct.n, ct.names, ts);
+    dab_cache_tensors_release(&ct);
+    return true;
+}
+
+/* Adds one request's time in the response cache to the statistics. */
+static void cache_time(req_t *rq, const char *result)
+{
+    const char *l[3] = {rq->model, rq->version, result};
+    dab_metric_observe(rq->srv->m_cache_time, l, (double)rq->cache_ns / 1e9);
+}
+
+static void wake(req_t *rq)
+{
+    if (atomic_fetch_or(&rq->wake_state, WAKE_READY) & WAKE_SUSPENDED)
+        MHD_resume_connection(rq->conn);
+}
+
+static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
+                       const dab_tensor_t *const *outputs);
+static void infer_release(dab_job_t *job);
+
+/* A waiter whose leader failed (timed out, was dropped, refused): it computes on its
+ * own now; the failure may have been the leader's alone. */
+static void waiter_compute(req_t *rq)
+{
+    dab_err_t err = {0};
+    rq->cache_result = "miss";
+    int rc = dab_runner_submit(dab_model_version_runner(rq->mv), &rq->job, &err);
+    if (rc) {
+        rq->retry_after = rc == DAB_EBUSY || rc == DAB_ECANCELED;
+        set_error(rq, rc == DAB_EINVAL ? 400 : 503, err.msg);
+        rq->outcome = "rejected";
+        rq->reason = rc == DAB_EBUSY ? "queue_full" : rc == DAB_ECANCELED ? "shutdown" : "invalid";
+        wake(rq);
+    }
+}
+
+/* The leader's end of a single flight: its waiters get the cached answer v, or, when
+ * there is none (the leader failed or the answer could not be encoded), compute. */
+static void flight_finish(req_t *leader, const dab_cache_val_t *v)
+{
+    leader->cache_lead = false;
+    dab_flight_waiter_t *w = dab_flight_finish(leader->srv->flight, &leader->ckey);
+    while (w) {
+        dab_flight_waiter_t *next = w->next; /* w dies with its request once woken */
+        req_t *rq = w->user;
+        if (v && respond_cached(rq, v)) {
+            cache_time(rq, "hit");
+            wake(rq);
+        } else {
+            waiter_compute(rq);
+        }
+        w = next;
+    }
+}
+
+/* Runs on the instance thread (or inline): encode, fill the cache, answer the flight's
+ * waiters; infer_release then resumes the connection. */
 static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
                        const dab_tensor_t *const *outputs)
 {
@@ -368,50 +509,42 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
                      : rc == DAB_ECANCELED ? "shutdown"
                                            : NULL;
         rq->retry_after = rc == DAB_ETIMEDOUT || (rc == DAB_ECANCELED && !gone);
-    } else {
-        const dab_graph_t *g = dab_model_version_graph(rq->mv);
-        dab_v2_output_t outs[MAX_IO];
-        int n = 0;
-        bool any_binary = false;
-        for (int i = 0; i < g->n_outputs && n < MAX_IO; i++) {
-            const char *name = g->values[g->outputs[i]].name;
-            bool wanted = rq->v2->n_outputs == 0;
-            for (int k = 0; k < rq->v2->n_outputs && !wanted; k++)
-                wanted = !strcmp(rq->v2->outputs[k].name, name);
-            if (!wanted)
-                continue;
-            outs[n].name = name;
-            outs[n].tensor = outputs[i];
-            outs[n].binary = dab_v2_output_wants_binary(rq->v2, name);
-            any_binary |= outs[n].binary;
-            n++;
-        }
-        dab_v2_response_t resp = {
-            .model_name = rq->model,
-            .model_version = rq->version,
-            .id = rq->v2->id,
-            .id_len = rq->v2->id_len,
-            .n_outputs = n,
-            .outputs = outs,
-        };
-        dab_err_t e = {0};
-        dab_buf_reset(&rq->resp);
-        if (dab_v2_response_encode(&resp, &rq->resp, &rq->json_bytes, &e)) {
-            set_error(rq, 500, e.msg);
-            rq->outcome = "error";
-        } else {
-            rq->status = 200;
-            rq->state = RQ_DONE;
-            rq->outcome = "success";
-            if (any_binary) {
-                rq->binary_header = true;
-                rq->content_type = "application/octet-stream";
-            } else {
-                rq->content_type = "application/json";
-            }
-            maybe_compress(rq);
-        }
+        if (rq->cache_lead)
+            flight_finish(rq, NULL);
+        rq->state = RQ_DONE;
+        return;
     }
+    const dab_graph_t *g = dab_model_version_graph(rq->mv);
+    const char *names[MAX_IO];
+    const dab_tensor_t *ts[MAX_IO];
+    int n = 0;
+    for (int i = 0; i < g->n_outputs && n < MAX_IO; i++) {
+        const char *name = g->values[g->outputs[i]].name;
+        bool wanted = rq->v2->n_outputs == 0;
+        for (int k = 0; k < rq->v2->n_outputs && !wanted; k++)
+            wanted = !strcmp(rq->v2->outputs[k].name, name);
+        if (!wanted)
+            continue;
+        names[n] = name;
+        ts[n++] = outputs[i];
+    }
+    if (rq->csc) {
+        uint64_t t0 = dab_now_ns();
+        dab_cache_val_t *v = NULL;
+        dab_err_t e = {0};
+        if (dab_cache_tensors_encode(n, names, ts, &v, &e))
+            dab_log_limited(DAB_LOG_WARN, "cache_encode", 5, "cache_fault",
+                            DAB_F_STR("model", rq->model), DAB_F_STR("error", e.msg));
+        else
+            dab_cache_put(rq->srv->cache, rq->csc, &rq->ckey, v,
+                          dab_model_version_config(rq->mv)->response_cache_ttl_s);
+        if (rq->cache_lead)
+            flight_finish(rq, v);
+        dab_cache_val_release(v);
+        rq->cache_ns += dab_now_ns() - t0;
+        cache_time(rq, "miss");
+    }
+    respond_outputs(rq, n, names, ts);
     rq->state = RQ_DONE;
 }
 
@@ -420,7 +553,9 @@ static void infer_done(dab_job_t *job, int rc, const dab_err_t *err,
 static void infer_release(dab_job_t *job)
 {
     req_t *rq = job->user;
-    if (rq->suspended)
+    if (rq->flight_waiter)
+        wake(rq);
+    else if (rq->suspended)
         MHD_resume_connection(rq->conn);
 }
 
@@ -578,6 +713,71 @@ static int decode_raw(req_t *rq, const dab_graph_t *g, dab_err_t *err)
                                    dims, &rq->srv->limits, &rq->v2, err);
 }
 
+/* The set of outputs rq asked for, as a bit mask over the graph's outputs (all: ~0). */
+static uint64_t wanted_mask(const req_t *rq, const dab_graph_t *g)
+{
+    if (!rq->v2->n_outputs)
+        return ~0ull;
+    uint64_t m = 0;
+    for (int i = 0; i < g->n_outputs && i < 64; i++)
+        for (int k = 0; k < rq->v2->n_outputs; k++)
+            if (!strcmp(rq->v2->outputs[k].name, g->values[g->outputs[i]].name))
+                m |= 1ull << i;
+    return m;
+}
+
+/*
+ * The response cache in front of the model: answers rq from L1 or L2 (true), or queues
+ * it behind an identical request being computed (true: the leader answers it), or
+ * makes it the leader of a new flight (false: compute it; infer_done fills the cache).
+ * The key covers the model version's content, every input's name, datatype, shape and
+ * bytes, and the outputs asked for; no other request parameter changes an answer.
+ */
+static bool cache_lookup(req_t *rq, const dab_graph_t *g)
+{
+    dab_server_t *s = rq->srv;
+    uint64_t t0 = dab_now_ns();
+    rq->csc = dab_cache_scope(s->cache, rq->model);
+    if (!rq->csc)
+        return false;
+    dab_keyb_t kb;
+    dab_keyb_init(&kb, "response", rq->model, dab_model_version_number(rq->mv),
+                  dab_model_version_identity(rq->mv));
+    for (int i = 0; i < g->n_inputs; i++)
+        dab_keyb_tensor(&kb, g->values[g->inputs[i]].name, rq->feed[i]);
+    dab_keyb_u64(&kb, wanted_mask(rq, g));
+    rq->ckey = dab_keyb_final(&kb);
+    dab_cache_val_t *v = NULL;
+    dab_cache_tier_t tier = dab_cache_get(s->cache, rq->csc, &rq->ckey, &v);
+    bool answered = v && respond_cached(rq, v);
+    dab_cache_val_release(v);
+    rq->cache_ns = dab_now_ns() - t0;
+    if (answered) {
+        rq->cache_result = tier == DAB_CACHE_HIT_L2 ? "hit-l2" : "hit-l1";
+        cache_time(rq, "hit");
+        return true;
+    }
+    rq->cache_result = "shared";
+    /* Marked waiting before joining: once joined, the leader may answer at any moment,
+     * and the handler must no longer read the request's state. */
+    rq->state = RQ_WAITING;
+    rq->suspended = true;
+    rq->flight_waiter = true;
+    rq->fw.user = rq;
+    if (dab_flight_join(s->flight, &rq->ckey, &rq->fw)) {
+        rq->state = RQ_RECEIVING;
+        rq->suspended = false;
+        rq->flight_waiter = false;
+        rq->cache_lead = true;
+        rq->cache_result = "miss";
+        return false;
+    }
+    MHD_suspend_connection(rq->conn);
+    if (atomic_fetch_or(&rq->wake_state, WAKE_SUSPENDED) & WAKE_READY)
+        MHD_resume_connection(rq->conn);
+    return true;
+}
+
 static void infer(req_t *rq, int64_t version)
 {
     dab_server_t *s = rq->srv;
@@ -638,6 +838,8 @@ static void infer(req_t *rq, int64_t version)
         MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     rq->fd = ci ? ci->connect_fd : -1;
     rq->job.wanted = rq->fd >= 0 ? client_waiting : NULL;
+    if (s->cache && dab_model_version_config(rq->mv)->response_cache && cache_lookup(rq, g))
+        return;
     /* An idle instance runs the request right here: nothing to wait for. */
     if (dab_runner_try_run(runner, &rq->job, atomic_load(&s->in_flight) - 1))
         return;
@@ -649,18 +851,51 @@ static void infer(req_t *rq, int64_t version)
         set_error(rq, rc == DAB_EINVAL ? 400 : 503, err.msg);
         rq->outcome = "rejected";
         rq->reason = rc == DAB_EBUSY ? "queue_full" : rc == DAB_ECANCELED ? "shutdown" : "invalid";
+        if (rq->cache_lead)
+            flight_finish(rq, NULL);
         MHD_resume_connection(rq->conn);
     }
 }
 
 /* ---- repository extension (load / unload run on their own thread) ---- */
 
+/* Empties the response cache of one model (rq->model) or of every model. */
+static void cache_purge(req_t *rq)
+{
+    dab_server_t *s = rq->srv;
+    int64_t n1 = 0, n2 = 0;
+    dab_err_t err = {0};
+    int rc = 0;
+    if (s->cache) {
+        dab_cache_scope_t *sc = rq->model[0] ? dab_cache_scope(s->cache, rq->model) : NULL;
+        if (rq->model[0] && !sc) {
+            set_error(rq, 500, "out of memory purging the cache");
+            return;
+        }
+        rc = dab_cache_purge(s->cache, sc, &n1, &n2, &err);
+    }
+    if (rc) {
+        set_errorf(rq, 503, "removed %lld in-process entries, but purging Redis failed: %s",
+                   (long long)n1, err.msg);
+        return;
+    }
+    dab_log(DAB_LOG_INFO, "cache_purged", DAB_F_STR("model", rq->model), DAB_F_INT("l1_entries", n1),
+            DAB_F_INT("l2_keys", n2));
+    set_json(rq, 200, json_pack("{s:s, s:I, s:I}", "model", rq->model, "l1_entries_removed",
+                                (json_int_t)n1, "l2_keys_removed", (json_int_t)n2));
+}
+
 static void *control_main(void *arg)
 {
     req_t *rq = arg;
+    if (rq->control == CTL_PURGE) {
+        cache_purge(rq);
+        MHD_resume_connection(rq->conn);
+        return NULL;
+    }
     dab_err_t err = {0};
-    int rc = rq->unload ? dab_repo_unload(rq->srv->repo, rq->model, &err)
-                        : dab_repo_load(rq->srv->repo, rq->model, rq->load_config, &err);
+    int rc = rq->control == CTL_UNLOAD ? dab_repo_unload(rq->srv->repo, rq->model, &err)
+                                       : dab_repo_load(rq->srv->repo, rq->model, rq->load_config, &err);
     if (rc)
         set_error(rq, rc == DAB_ENOTFOUND ? 404 : rc == DAB_EUNSUPPORTED ? 400 : http_status(rc) == 500 ? 400 : http_status(rc), err.msg);
     else
@@ -669,9 +904,26 @@ static void *control_main(void *arg)
     return NULL;
 }
 
+/* Runs rq->control on a thread of its own: loads, unloads and purges may take seconds. */
+static void control_start(req_t *rq)
+{
+    rq->state = RQ_WAITING;
+    rq->suspended = true;
+    MHD_suspend_connection(rq->conn);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, control_main, rq)) {
+        set_error(rq, 500, "cannot start a thread for the request");
+        MHD_resume_connection(rq->conn);
+    }
+    pthread_attr_destroy(&attr);
+}
+
 static void repo_control(req_t *rq, bool unload)
 {
-    rq->unload = unload;
+    rq->control = unload ? CTL_UNLOAD : CTL_LOAD;
     if (rq->body.len > 2 * (size_t)DAB_REPO_MAX_CONFIG_BYTES) {
         set_errorf(rq, 413, "a repository request body is at most %d bytes",
                    2 * DAB_REPO_MAX_CONFIG_BYTES);
@@ -695,17 +947,7 @@ static void repo_control(req_t *rq, bool unload)
             rq->load_config = dab_strdup(json_string_value(cfg));
         json_decref(j);
     }
-    rq->state = RQ_WAITING;
-    MHD_suspend_connection(rq->conn);
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, control_main, rq)) {
-        set_error(rq, 500, "cannot start a thread for the repository request");
-        MHD_resume_connection(rq->conn);
-    }
-    pthread_attr_destroy(&attr);
+    control_start(rq);
 }
 
 static void repo_index(req_t *rq)
@@ -765,6 +1007,8 @@ static void metrics(req_t *rq)
         dab_repo_status_free(&st);
     }
     dab_metric_set(s->m_inflight, NULL, atomic_load(&s->in_flight));
+    if (s->cache)
+        dab_cache_metrics_sync(s->cache);
     dab_buf_reset(&rq->resp);
     if (dab_metrics_render(&rq->resp)) {
         set_error(rq, 500, "out of memory rendering metrics");
@@ -816,6 +1060,19 @@ static bool parse_version(const char *s, int64_t *out)
     return true;
 }
 
+/* True when the repository knows a model of that name (loaded or not). */
+static bool model_known(dab_server_t *s, const char *model)
+{
+    dab_repo_status_t st;
+    if (dab_repo_status(s->repo, &st))
+        return true; /* out of memory: let the purge run; it is harmless */
+    bool found = false;
+    for (int i = 0; i < st.n_models && !found; i++)
+        found = !strcmp(st.models[i].name, model);
+    dab_repo_status_free(&st);
+    return found;
+}
+
 static void dispatch(req_t *rq)
 {
     dab_server_t *s = rq->srv;
@@ -858,6 +1115,16 @@ static void dispatch(req_t *rq)
             set_errorf(rq, 404, "no such endpoint: %s", rq->path);
         return;
     }
+    if (n == 3 && !strcmp(seg[1], "cache") && !strcmp(seg[2], "purge")) {
+        rq->endpoint = "cache_purge";
+        if (!post) {
+            set_error(rq, 405, "cache purge takes POST");
+            return;
+        }
+        rq->control = CTL_PURGE;
+        control_start(rq);
+        return;
+    }
     if (n >= 2 && !strcmp(seg[1], "repository")) {
         rq->endpoint = "repository";
         if (!post) {
@@ -885,6 +1152,18 @@ static void dispatch(req_t *rq)
             return;
         }
         snprintf(rq->model, sizeof rq->model, "%s", seg[2]);
+        if (n == 5 && !strcmp(seg[3], "cache") && !strcmp(seg[4], "purge")) {
+            rq->endpoint = "cache_purge";
+            if (!post)
+                set_error(rq, 405, "cache purge takes POST");
+            else if (!model_known(s, rq->model))
+                set_errorf(rq, 404, "unknown model '%s'", rq->model);
+            else {
+                rq->control = CTL_PURGE;
+                control_start(rq);
+            }
+            return;
+        }
         int64_t version = 0;
         int rest = 3;
         if (n >= 5 && !strcmp(seg[3], "versions")) {
@@ -1031,7 +1310,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
     }
     dispatch(rq);
-    if (rq->state == RQ_DONE)
+    /* A suspended request is answered on the call after its resume (another thread may
+     * be writing its answer now). */
+    if (!rq->suspended && rq->state == RQ_DONE)
         return send_response(rq);
     return MHD_YES;
 }
@@ -1074,7 +1355,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             DAB_F_INT("status", rq->status ? rq->status : 499),
             DAB_F_DBL("latency_ms", round(latency_s * 1e6) / 1e3), DAB_F_STR("model", rq->model),
             DAB_F_STR("version", rq->version), DAB_F_STR("request_id", rq->request_id),
-            DAB_F_UINT("bytes_in", rq->bytes_in), DAB_F_UINT("bytes_out", bytes_out));
+            DAB_F_UINT("bytes_in", rq->bytes_in), DAB_F_UINT("bytes_out", bytes_out),
+            DAB_F_STR("cache", rq->cache_result ? rq->cache_result : ""));
     if (rq->status >= 500)
         dab_log_limited(DAB_LOG_ERROR, "request_error", 10, "request_error",
                         DAB_F_STR("path", rq->path), DAB_F_INT("status", rq->status),
@@ -1259,6 +1541,8 @@ void dab_server_defaults(dab_server_opts_t *o)
     o->idle_timeout_secs = 60;
     o->request_timeout_secs = 60;
     o->max_queue = 1024;
+    dab_cache_defaults(&o->cache);
+    o->cache.l1_bytes = (size_t)128 << 20;
 }
 
 static void register_metrics(dab_server_t *s)
@@ -1300,6 +1584,14 @@ static void register_metrics(dab_server_t *s)
         "Inference requests the scheduler refused or dropped: queue_full, timeout, "
         "disconnected, shutdown, invalid",
         3, mvr);
+    static const char *const mvres[] = {"model", "version", "result"};
+    static const double cache_bounds_s[] = {1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4,
+                                            2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1};
+    s->m_cache_time = dab_metric_histogram(
+        "dabba_response_cache_seconds",
+        "Time a request spent in the response cache: lookup and decode on a hit (result=hit, "
+        "also answers shared from an identical request), lookup and insert on a miss",
+        3, mvres, cache_bounds_s, (int)DAB_ARRAY_LEN(cache_bounds_s));
 }
 
 int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *err)
@@ -1315,6 +1607,7 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     if (!s)
         return dab_err_set(err, DAB_ENOMEM, "out of memory");
     s->o = *o;
+    s->quiesced_fd = -1;
     dab_v2_limits_default(&s->limits);
     s->limits.max_elements = o->max_tensor_elements;
     s->limits.max_rank = DAB_MIN(o->max_rank, DAB_MAX_RANK);
@@ -1322,6 +1615,14 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     register_metrics(s);
     dab_sched_set_budget(o->threads);
     int rc;
+    if (o->cache.l1_bytes || (o->cache.redis_url && *o->cache.redis_url)) {
+        if ((rc = dab_cache_new(&o->cache, &s->cache, err)))
+            goto fail;
+        if (!(s->flight = dab_flight_new())) {
+            rc = dab_err_set(err, DAB_ENOMEM, "out of memory making the cache");
+            goto fail;
+        }
+    }
     dab_repo_opts_t ro = {
         .mode = (dab_control_mode_t)o->control_mode,
         .poll_secs = o->poll_secs,
@@ -1365,6 +1666,8 @@ int dab_server_start(const dab_server_opts_t *o, dab_server_t **out, dab_err_t *
     return 0;
 fail:
     dab_repo_close(s->repo);
+    dab_flight_free(s->flight);
+    dab_cache_free(s->cache);
     dab_free(s);
     return rc;
 }
@@ -1377,9 +1680,11 @@ int dab_server_port(const dab_server_t *s)
 void dab_server_begin_drain(dab_server_t *s)
 {
     atomic_store(&s->draining, true);
+    /* The listening socket is ours after this, but libmicrohttpd's threads may still
+     * have it in their epoll sets: it is closed after the daemon stops. */
     MHD_socket fd = MHD_quiesce_daemon(s->mhd);
     if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+        s->quiesced_fd = fd;
 }
 
 int dab_server_wait_idle(dab_server_t *s, int timeout_ms)
@@ -1436,7 +1741,11 @@ int dab_server_stop(dab_server_t *s)
     }
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    if (s->quiesced_fd >= 0)
+        close(s->quiesced_fd);
     dab_repo_close(s->repo);
+    dab_flight_free(s->flight);
+    dab_cache_free(s->cache); /* after the runners: a run may still fill it */
     dab_free(s);
     return 0;
 }
