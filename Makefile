@@ -6,7 +6,8 @@
 #   make fuzz     libFuzzer targets (FUZZ_SECONDS per target)
 #   make deps     install the Debian packages the build and tests need
 # SANITIZE=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer into bin/san/;
-# SANITIZE=thread with ThreadSanitizer into bin/tsan/ (for the threaded suites: test_sched).
+# SANITIZE=thread with ThreadSanitizer into bin/tsan/ (for the threaded suites: test_sched,
+# test_cache, test_cache_redis).
 
 CC       ?= cc
 ARCH     ?= -march=native

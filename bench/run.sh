@@ -181,4 +181,5 @@ if [ -z "${SKIP_HTTP:-}" ]; then
 fi
 if [ -z "${SKIP_BATCH:-}" ]; then BINDIR="$BINDIR" NODE="$NODE" PYTHON="$PYTHON" bench/batch/run.sh || status=1; fi  # dynamic batching (SKIP_BATCH=1 leaves it out)
 if [ -z "${SKIP_TEXT:-}" ]; then BINDIR="$BINDIR" NODE="$NODE" bench/text/run.sh || status=1; fi  # text classifier x optimization levels (SKIP_TEXT=1 leaves it out)
+if [ -z "${SKIP_CACHE:-}" ]; then BINDIR="$BINDIR" PYTHON="$PYTHON" bench/cache/run.sh || status=1; fi  # response cache + L1 policy study (SKIP_CACHE=1 leaves it out)
 exit "$status"

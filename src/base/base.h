@@ -104,6 +104,18 @@ uint64_t dab_now_ns(void);
 /* Number of online CPU cores (at least 1). */
 int dab_cpu_count(void);
 
+/* The value of a hexadecimal digit, or -1 when c is not one. */
+static inline int dab_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /*
  * A growable byte buffer (response bodies, metrics text, encoded tensors).
  * Owned by whoever declared it; free with dab_buf_free. Appends return 0 or

@@ -77,17 +77,6 @@
 
 /* ---- URL ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes the percent-escapes of s[0..n) into out (cap bytes with the NUL). */
 static int url_unescape(const char *s, size_t n, char *out, size_t cap, const char *what,
                         dab_err_t *err)
@@ -99,7 +88,7 @@ static int url_unescape(const char *s, size_t n, char *out, size_t cap, const ch
             if (i + 2 >= n)
                 return dab_err_set(err, DAB_EINVAL,
                                    "redis URL: %s has a '%%' without two hex digits", what);
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = dab_hex_digit(s[i + 1]), lo = dab_hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return dab_err_set(err, DAB_EINVAL,
                                    "redis URL: %s has a '%%' without two hex digits", what);

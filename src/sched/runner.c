@@ -622,6 +622,9 @@ int dab_runner_submit(dab_runner_t *r, dab_job_t *job, dab_err_t *err)
 }
 
 #define INLINE_MAX_NS 1000000ull /* runs longer than 1 ms on average go to instance threads */
+/* While the server holds other requests, only runs under 0.1 ms stay inline: a longer one
+ * would hold back the calling HTTP thread's other connections (cache hits, quick models). */
+#define INLINE_BUSY_MAX_NS 100000ull
 
 bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job, int others)
 {
@@ -634,7 +637,8 @@ bool dab_runner_try_run(dab_runner_t *r, dab_job_t *job, int others)
      * load, a thread busy with an inline run holds back its connections' requests, which
      * would have joined the next batch, and batches of one or two would be all that ever
      * form. */
-    if (!r->stopping && !r->depth && r->recent_compute_ns < INLINE_MAX_NS &&
+    if (!r->stopping && !r->depth &&
+        r->recent_compute_ns < (others > 0 ? INLINE_BUSY_MAX_NS : INLINE_MAX_NS) &&
         !(r->b.dynamic && (r->b.max_queue_delay_us > 0 || others > 0)) &&
         !(r->b.preserve_ordering && r->order_head) && admit(r, job, &err) == 0)
         for (int i = 0; i < r->n_instances && !inst; i++)

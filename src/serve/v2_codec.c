@@ -309,23 +309,12 @@ static void quote_name(char *dst, size_t cap, const char *s, size_t len)
     dst[k] = 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Reads 4 hex digits at s[i..]; -1 (with the cursor on the bad one) when they are not. */
 static int hex4(dec_t *d)
 {
     int v = 0;
     for (int k = 0; k < 4; k++, d->i++) {
-        int h = d->i < d->n ? hexval(d->s[d->i]) : -1;
+        int h = d->i < d->n ? dab_hex_digit(d->s[d->i]) : -1;
         if (h < 0)
             return -1;
         v = v * 16 + h;
@@ -447,12 +436,12 @@ static size_t unescape(const char *src, size_t len, char *dst)
         }
         uint32_t u = 0;
         for (int h = 0; h < 4; h++)
-            u = u * 16 + (uint32_t)hexval(src[i + h]);
+            u = u * 16 + (uint32_t)dab_hex_digit(src[i + h]);
         i += 4;
         if (u >= 0xD800 && u <= 0xDBFF) {
             uint32_t lo = 0;
             for (int h = 0; h < 4; h++)
-                lo = lo * 16 + (uint32_t)hexval(src[i + 2 + h]);
+                lo = lo * 16 + (uint32_t)dab_hex_digit(src[i + 2 + h]);
             i += 6;
             u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
         }
