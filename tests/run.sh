@@ -43,10 +43,10 @@ done
 known_bad=()
 if [ -d ../shared/onnx-conformance/node ]; then
     conf_dir=../shared/onnx-conformance/node
-    min_pass=${DABBA_MIN_CONFORMANCE:-1550}
+    min_pass=${DABBA_MIN_CONFORMANCE:-1610}
 else
     conf_dir=/usr/share/libonnx-testdata/data/node
-    min_pass=${DABBA_MIN_CONFORMANCE:-800}
+    min_pass=${DABBA_MIN_CONFORMANCE:-845}
     known_bad=(--known-bad tests/conformance-onnx112-known-bad.txt)
 fi
 "$BINDIR"/dabba conformance "$conf_dir" "${known_bad[@]}" >"$log/conformance.out" 2>&1

@@ -45,6 +45,7 @@ void dab_graph_free(dab_graph_t *g)
         dab_free(n->inputs);
         dab_free(n->outputs);
         dab_free(n->attrs);
+        dab_free(n->implicit);
     }
     for (int i = 0; i < g->n_opsets; i++)
         dab_free(g->opsets[i].domain);
@@ -168,13 +169,170 @@ int64_t dab_graph_opset(const dab_graph_t *g, const char *domain)
     return 0;
 }
 
-/* True when name resolves in an enclosing graph (subgraphs read outer values). */
+/* True when value v is defined in g itself: produced by a node (after finalize), a
+ * constant or a graph input. */
+static bool defined_here(const dab_graph_t *g, int v)
+{
+    const dab_value_t *val = &g->values[v];
+    return val->producer >= 0 || val->const_data || val->is_input;
+}
+
+/* True when name is defined in an enclosing graph (subgraphs read outer values). A value
+ * that an enclosing subgraph only passes on (its own implicit input) does not count:
+ * the search goes on outwards. Parents are finalized before their subgraphs, so their
+ * producers are known. */
 static bool outer_has(const dab_graph_t *g, const char *name)
 {
-    for (const dab_graph_t *p = g->parent; p; p = p->parent)
-        if (dab_graph_find_value(p, name) >= 0)
+    for (const dab_graph_t *p = g->parent; p; p = p->parent) {
+        int v = dab_graph_find_value(p, name);
+        if (v >= 0 && defined_here(p, v))
+            return true;
+    }
+    return false;
+}
+
+/* ---- implicit inputs: the names subgraphs read from enclosing scopes ---- */
+
+typedef struct name_set {
+    const char **names; /* borrowed from the values of the graphs scanned */
+    int n, cap;
+} name_set_t;
+
+static int name_add(name_set_t *set, const char *name)
+{
+    for (int i = 0; i < set->n; i++)
+        if (!strcmp(set->names[i], name))
+            return 0;
+    if (set->n == set->cap) {
+        int ncap = set->cap ? set->cap * 2 : 8;
+        const char **p = dab_realloc(set->names, (size_t)ncap * sizeof *p);
+        if (!p)
+            return DAB_ENOMEM;
+        set->names = p;
+        set->cap = ncap;
+    }
+    set->names[set->n++] = name;
+    return 0;
+}
+
+static bool node_has_graphs(const dab_gnode_t *node)
+{
+    for (int a = 0; a < node->n_attrs; a++)
+        if ((node->attrs[a].type == DAB_ATTR_GRAPH && node->attrs[a].g) ||
+            (node->attrs[a].type == DAB_ATTR_GRAPHS && node->attrs[a].n > 0))
             return true;
     return false;
+}
+
+static int free_names(const dab_graph_t *s, int depth, name_set_t *out);
+
+/* Adds to out the free names of every graph attribute of node (see free_names). */
+static int node_free_names(const dab_gnode_t *node, int depth, name_set_t *out)
+{
+    int rc = 0;
+    for (int a = 0; !rc && a < node->n_attrs; a++) {
+        const dab_attr_t *at = &node->attrs[a];
+        if (at->type == DAB_ATTR_GRAPH && at->g)
+            rc = free_names(at->g, depth + 1, out);
+        for (int i = 0; !rc && at->type == DAB_ATTR_GRAPHS && i < at->n; i++)
+            if (at->graphs[i])
+                rc = free_names(at->graphs[i], depth + 1, out);
+    }
+    return rc;
+}
+
+/*
+ * Adds to out the names graph s reads but does not define: node inputs and graph outputs
+ * that no node of s produces and that are neither constants nor inputs of s, and the free
+ * names of its nodes' subgraphs that s does not define either. Computed from the nodes
+ * themselves, so s need not be finalized. ELIMIT past DAB_GRAPH_MAX_DEPTH.
+ */
+static int free_names(const dab_graph_t *s, int depth, name_set_t *out)
+{
+    if (depth > DAB_GRAPH_MAX_DEPTH)
+        return DAB_ELIMIT;
+    bool *def = dab_calloc((size_t)s->n_values + 1, sizeof *def);
+    name_set_t inner = {0};
+    int rc = 0;
+    if (!def)
+        return DAB_ENOMEM;
+    for (int v = 0; v < s->n_values; v++)
+        def[v] = s->values[v].const_data || s->values[v].is_input;
+    for (int n = 0; n < s->n_nodes; n++)
+        for (int k = 0; k < s->nodes[n].n_outputs; k++)
+            if (s->nodes[n].outputs[k] >= 0)
+                def[s->nodes[n].outputs[k]] = true;
+    for (int n = 0; !rc && n < s->n_nodes; n++) {
+        const dab_gnode_t *node = &s->nodes[n];
+        for (int k = 0; !rc && k < node->n_inputs; k++)
+            if (node->inputs[k] >= 0 && !def[node->inputs[k]])
+                rc = name_add(out, s->values[node->inputs[k]].name);
+        if (!rc && node_has_graphs(node))
+            rc = node_free_names(node, depth, &inner);
+    }
+    for (int i = 0; !rc && i < s->n_outputs; i++)
+        if (!def[s->outputs[i]])
+            rc = name_add(out, s->values[s->outputs[i]].name);
+    for (int i = 0; !rc && i < inner.n; i++) {
+        int v = dab_graph_find_value(s, inner.names[i]);
+        if (v < 0 || !def[v])
+            rc = name_add(out, inner.names[i]);
+    }
+    dab_free(inner.names);
+    dab_free(def);
+    return rc;
+}
+
+/* Depth of g below the root graph (0 for the root). */
+static int graph_depth(const dab_graph_t *g)
+{
+    int d = 0;
+    for (const dab_graph_t *p = g->parent; p; p = p->parent)
+        d++;
+    return d;
+}
+
+/* Sets every node's implicit inputs (values of g its subgraphs read by name), creating
+ * values of g for names g does not hold yet. */
+static int set_implicit(dab_graph_t *g, dab_err_t *err)
+{
+    int depth = graph_depth(g);
+    for (int n = 0; n < g->n_nodes; n++) {
+        dab_gnode_t *node = &g->nodes[n];
+        dab_free(node->implicit);
+        node->implicit = NULL;
+        node->n_implicit = 0;
+        if (!node_has_graphs(node))
+            continue;
+        name_set_t set = {0};
+        int rc = node_free_names(node, depth, &set);
+        if (rc == DAB_ELIMIT) {
+            dab_free(set.names);
+            return dab_err_set(err, DAB_ELIMIT,
+                               "node '%s' (%s) nests subgraphs deeper than %d levels", node->name,
+                               node->op_type, DAB_GRAPH_MAX_DEPTH);
+        }
+        int *imp = rc ? NULL : dab_malloc(((size_t)set.n + 1) * sizeof *imp);
+        if (!imp) {
+            dab_free(set.names);
+            return dab_err_set(err, DAB_ENOMEM, "out of memory resolving subgraph names");
+        }
+        for (int i = 0; i < set.n; i++) {
+            /* names point into subgraphs' values, which dab_graph_value does not move */
+            int v = dab_graph_value(g, set.names[i]);
+            if (v < 0) {
+                dab_free(imp);
+                dab_free(set.names);
+                return dab_err_set(err, DAB_ENOMEM, "out of memory resolving subgraph names");
+            }
+            imp[i] = v;
+        }
+        dab_free(set.names);
+        node = &g->nodes[n];
+        node->implicit = imp;
+        node->n_implicit = set.n;
+    }
+    return 0;
 }
 
 int dab_graph_finalize(dab_graph_t *g, dab_err_t *err)
@@ -183,6 +341,8 @@ int dab_graph_finalize(dab_graph_t *g, dab_err_t *err)
     int *order = NULL, *pending = NULL, *queue = NULL;
     int *cons_start = NULL, *cons = NULL;
 
+    if ((rc = set_implicit(g, err)))
+        return rc;
     /* Producers: each value is produced at most once, and never overwrites a constant
      * or a graph input. */
     for (int i = 0; i < g->n_values; i++)
@@ -234,6 +394,23 @@ int dab_graph_finalize(dab_graph_t *g, dab_err_t *err)
                 total_edges++;
             }
         }
+        for (int k = 0; k < node->n_implicit; k++) {
+            int v = node->implicit[k];
+            dab_value_t *val = &g->values[v];
+            if (val->producer < 0 && !val->const_data && !val->is_input &&
+                !outer_has(g, val->name)) {
+                rc = dab_err_set(err, DAB_EFORMAT,
+                                 "node '%s' (%s): a subgraph reads '%s', which no node produces "
+                                 "and is not a graph input or initializer of any enclosing graph",
+                                 node->name, node->op_type, val->name);
+                goto done;
+            }
+            if (val->producer >= 0) {
+                pending[n]++;
+                cons_start[v]++;
+                total_edges++;
+            }
+        }
     }
     /* Consumer lists (CSR) for the producers' values. */
     cons = dab_malloc(((size_t)total_edges + 1) * sizeof *cons);
@@ -257,6 +434,11 @@ int dab_graph_finalize(dab_graph_t *g, dab_err_t *err)
             for (int k = 0; k < node->n_inputs; k++) {
                 int v = node->inputs[k];
                 if (v >= 0 && g->values[v].producer >= 0)
+                    cons[cons_start[v] + pos[v]++] = n;
+            }
+            for (int k = 0; k < node->n_implicit; k++) {
+                int v = node->implicit[k];
+                if (g->values[v].producer >= 0)
                     cons[cons_start[v] + pos[v]++] = n;
             }
         }
@@ -331,11 +513,23 @@ int dab_graph_unsupported(const dab_graph_t *g, const dab_gnode_t **nodes, int m
 {
     int count = 0;
     for (int n = 0; n < g->n_nodes; n++) {
-        if (g->nodes[n].op)
-            continue;
-        if (nodes && count < max)
-            nodes[count] = &g->nodes[n];
-        count++;
+        const dab_gnode_t *node = &g->nodes[n];
+        if (!node->op) {
+            if (nodes && count < max)
+                nodes[count] = node;
+            count++;
+        }
+        /* the graphs this node runs (not g->subgraphs: a removed node's stay owned) */
+        for (int a = 0; a < node->n_attrs; a++) {
+            const dab_attr_t *at = &node->attrs[a];
+            int n_sub = at->type == DAB_ATTR_GRAPH ? 1 : at->type == DAB_ATTR_GRAPHS ? at->n : 0;
+            for (int i = 0; i < n_sub; i++) {
+                const dab_graph_t *sub = at->type == DAB_ATTR_GRAPH ? at->g : at->graphs[i];
+                if (sub)
+                    count += dab_graph_unsupported(sub, nodes ? nodes + DAB_MIN(count, max) : NULL,
+                                                   DAB_MAX(max - count, 0));
+            }
+        }
     }
     return count;
 }

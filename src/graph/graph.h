@@ -47,6 +47,11 @@ typedef struct dab_gnode {
     dab_attr_t *attrs;
     const dab_op_def_t *op; /* NULL when no definition covers (domain, op_type, opset) */
     unsigned flags;         /* DAB_GNODE_* set by graph passes */
+    /* Values of this graph that the node's subgraphs (graph attributes, at any depth) read
+     * by name from the enclosing scope, set by dab_graph_finalize: the node depends on
+     * them as on its inputs (order, lifetimes, liveness). */
+    int n_implicit;
+    int *implicit;
 } dab_gnode_t;
 
 /* The node's first output may share its first input's memory (Reshape, Squeeze,
@@ -55,6 +60,10 @@ typedef struct dab_gnode {
 /* The node's opset was chosen by the pass that made it (a fused LayerNormalization in an
  * opset-13 model binds at 17): finalize keeps it instead of the graph's import. */
 #define DAB_GNODE_OPSET_FIXED 2u
+
+/* Deepest nesting of subgraphs (an If inside a Loop body inside ...) that the loader and
+ * sessions accept; model files are outside input. */
+#define DAB_GRAPH_MAX_DEPTH 32
 
 typedef struct dab_opset {
     char *domain;
@@ -115,15 +124,19 @@ int64_t dab_graph_opset(const dab_graph_t *g, const char *domain);
 
 /*
  * Checks and completes a built graph: binds each node to its operator
- * definition (leaving op NULL where none exists), sorts nodes topologically,
- * and checks that every node input is produced, constant, a graph input or
- * (in a subgraph) found in an outer scope. Errors name the node and value at
+ * definition (leaving op NULL where none exists), records for each node with
+ * graph attributes the values its subgraphs read from this scope (implicit
+ * inputs: a name no enclosing subgraph level defines becomes a value of g too,
+ * resolved further out), sorts nodes topologically (implicit inputs count as
+ * inputs), and checks that every node input is produced, constant, a graph input
+ * or (in a subgraph) defined in an enclosing graph. Subgraphs themselves are
+ * finalized separately, after their parent. Errors name the node and value at
  * fault (cycles, values produced twice, missing inputs).
  */
 int dab_graph_finalize(dab_graph_t *g, dab_err_t *err);
 
-/* Number of nodes without an operator definition; when names is non-NULL, writes up to
- * max "domain:Op(opset)" descriptions into it (strings owned by the graph's nodes). */
+/* Number of nodes without an operator definition, subgraphs' nodes included; when nodes
+ * is non-NULL, writes up to max of them into it (owned by the graph). */
 int dab_graph_unsupported(const dab_graph_t *g, const dab_gnode_t **nodes, int max);
 
 /* Total number of elements in constant values (parameters). */
@@ -167,7 +180,11 @@ typedef struct dab_session_opts {
 
 /*
  * Creates a session over g (which must outlive it) and runs every node's init.
- * Fails with EUNSUPPORTED naming the first node without an operator.
+ * Fails with EUNSUPPORTED naming the first node without an operator. Control-flow
+ * nodes (If, Loop, Scan) make sessions of their own over their subgraphs in their init,
+ * once (through dab_exec_ctx_t.sub); those read the values their subgraphs name from
+ * this session's tensors at each run, and share its threads and max_value_bytes (which
+ * also bounds each Loop or Scan output they assemble).
  */
 int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
                        dab_session_t **out, dab_err_t *err);

@@ -57,6 +57,9 @@ int *dab_opt_use_counts(const dab_graph_t *g)
         for (int k = 0; k < g->nodes[n].n_inputs; k++)
             if (g->nodes[n].inputs[k] >= 0)
                 uses[g->nodes[n].inputs[k]]++;
+    for (int n = 0; n < g->n_nodes; n++)
+        for (int k = 0; k < g->nodes[n].n_implicit; k++)
+            uses[g->nodes[n].implicit[k]]++;
     for (int i = 0; i < g->n_outputs; i++)
         uses[g->outputs[i]]++;
     return uses;
@@ -85,6 +88,7 @@ int dab_opt_commit(dab_graph_t *g, const bool *removed, int n_marked, dab_err_t 
         dab_free(node->inputs);
         dab_free(node->outputs);
         dab_free(node->attrs);
+        dab_free(node->implicit);
     }
     g->n_nodes = kept;
     return dab_graph_finalize(g, err);
@@ -412,6 +416,8 @@ int dab_opt_dead(dab_graph_t *g, dab_err_t *err)
         for (int k = 0; k < node->n_inputs; k++)
             if (node->inputs[k] >= 0)
                 live[node->inputs[k]] = true;
+        for (int k = 0; k < node->n_implicit; k++)
+            live[node->implicit[k]] = true; /* read by the node's subgraphs */
     }
     int rc = dead ? dab_opt_commit(g, removed, g->n_nodes, err) : 0;
     dab_free(live);

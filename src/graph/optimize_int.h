@@ -16,8 +16,8 @@
  * that some (nested) subgraph may read from the outer scope. */
 bool dab_opt_pinned(const dab_graph_t *g, int v);
 
-/* Readers of each value: uses[v] counts node inputs naming v, plus one per graph output
- * slot. Returns a dab_malloc'd [n_values] array or NULL on out of memory. */
+/* Readers of each value: uses[v] counts node inputs naming v, plus one per node whose
+ * subgraphs read it (implicit input) and one per graph output slot. Returns a dab_malloc'd [n_values] array or NULL on out of memory. */
 int *dab_opt_use_counts(const dab_graph_t *g);
 
 /* Rewires every node input reading `from` to read `to`. Graph outputs are untouched. */

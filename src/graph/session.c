@@ -18,6 +18,14 @@
  * arena space of its own, and the value owning the bytes lives until the last reader
  * of any view of it. A graph output is a view only of a value computed in this run,
  * never of a caller's input or a constant.
+ *
+ * Subgraphs. A control-flow op's init asks the session (dab_subgraph_api_t in its
+ * dab_exec_ctx_t) for a session over each graph attribute: a child at depth + 1, made
+ * once. Values the subgraph reads from enclosing graphs are bound by name at creation to
+ * this session's tensors (the node's implicit inputs, which the graph layer made live
+ * until the node runs) and copied in, descriptor only, at the start of each child run.
+ * A child does not check its inputs' shapes against the subgraph's declarations (loop
+ * state may change shape); the op owns the child and frees it in exit.
  */
 #include <omp.h>
 #include <stdio.h>
@@ -47,7 +55,15 @@ struct dab_session {
     void **deferred;         /* heap blocks to free at the next run */
     int n_deferred, cap_deferred;
     int inited;              /* number of nodes whose init ran */
+    /* A subgraph's session (an If branch, a Loop body): values its graph reads from the
+     * enclosing scope, copied from the enclosing session's tensors at each run. */
+    int n_outer;
+    int *outer_v;                   /* [n_outer] values of g */
+    const dab_tensor_t **outer_src; /* [n_outer] the enclosing session's tensors */
+    bool is_sub;                    /* inputs' shapes are not checked against declarations */
 };
+
+static const dab_subgraph_api_t g_sub_api;
 
 static int defer_free(dab_session_t *s, void *p, dab_err_t *err)
 {
@@ -72,6 +88,14 @@ static void free_deferred(dab_session_t *s)
     s->n_deferred = 0;
 }
 
+/* True when g itself defines value v (a node's output, a constant or an input); the
+ * others of a subgraph are read from the enclosing scope. */
+static bool defined_in(const dab_graph_t *g, int v)
+{
+    const dab_value_t *val = &g->values[v];
+    return val->producer >= 0 || val->const_data || val->is_input;
+}
+
 static void reset_value(dab_session_t *s, int v)
 {
     const dab_value_t *val = &s->g->values[v];
@@ -85,8 +109,9 @@ static void reset_value(dab_session_t *s, int v)
     t->rank = -1;
 }
 
-int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
-                       dab_session_t **out, dab_err_t *err)
+/* Creates a session over g at subgraph depth `depth` (0 for a top-level one). */
+static int session_create(const dab_graph_t *g, const dab_session_opts_t *opts, int depth,
+                          dab_session_t **out, dab_err_t *err)
 {
     *out = NULL;
     for (int n = 0; n < g->n_nodes; n++) {
@@ -105,6 +130,10 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
     s->g = g;
     s->ctx.threads = opts && opts->threads > 0 ? opts->threads : dab_cpu_count();
     s->max_value_bytes = opts ? opts->max_value_bytes : 0;
+    s->ctx.max_value_bytes = s->max_value_bytes;
+    s->ctx.sub = &g_sub_api;
+    s->ctx.sub_owner = s;
+    s->ctx.depth = depth;
     size_t nv = (size_t)g->n_values + 1, nn = (size_t)g->n_nodes + 1;
     size_t nptr = 1;
     for (int n = 0; n < g->n_nodes; n++)
@@ -154,6 +183,10 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
         }
         for (int k = 0; k < gn->n_outputs; k++)
             node->outputs[k] = gn->outputs[k] >= 0 ? &s->vals[gn->outputs[k]] : NULL;
+        /* values the node's subgraphs read must live until the node has run */
+        for (int k = 0; k < gn->n_implicit; k++)
+            if (s->last_use[gn->implicit[k]] < n)
+                s->last_use[gn->implicit[k]] = n;
         const dab_op_def_t *op = gn->op;
         if (gn->n_inputs < op->min_inputs || (op->max_inputs >= 0 && gn->n_inputs > op->max_inputs) ||
             gn->n_outputs < op->min_outputs ||
@@ -222,6 +255,12 @@ int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
     return 0;
 }
 
+int dab_session_create(const dab_graph_t *g, const dab_session_opts_t *opts,
+                       dab_session_t **out, dab_err_t *err)
+{
+    return session_create(g, opts, 0, out, err);
+}
+
 void dab_session_free(dab_session_t *s)
 {
     if (!s)
@@ -239,6 +278,8 @@ void dab_session_free(dab_session_t *s)
     dab_free(s->alias);
     dab_free(s->planned_bytes);
     dab_free(s->offsets);
+    dab_free(s->outer_v);
+    dab_free(s->outer_src);
     dab_free(s);
 }
 
@@ -334,7 +375,9 @@ static int bind_input(dab_session_t *s, int i, const dab_tensor_t *in, dab_err_t
     int rc = dab_shape_check(val->name, in->dtype, in->rank, in->dims, 0, NULL, err);
     if (rc)
         return rc;
-    if (val->rank >= 0) {
+    /* A subgraph's declared input shapes are hints: loop-carried values and scan slices
+     * may change shape from one iteration to the next. */
+    if (val->rank >= 0 && !s->is_sub) {
         if (in->rank != val->rank)
             return dab_err_set(err, DAB_ESHAPE, "input '%s' must have rank %d, got %d", val->name,
                                val->rank, in->rank);
@@ -357,6 +400,13 @@ int dab_session_run(dab_session_t *s, const dab_tensor_t *const *inputs,
     for (int i = 0; i < g->n_inputs; i++)
         if ((rc = bind_input(s, i, inputs[i], err)))
             return rc;
+    for (int i = 0; i < s->n_outer; i++) {
+        const dab_tensor_t *src = s->outer_src[i];
+        if (!src->data || src->rank < 0)
+            return dab_err_set(err, DAB_EINVAL, "outer value '%s' has not been computed",
+                               g->values[s->outer_v[i]].name);
+        s->vals[s->outer_v[i]] = *src;
+    }
     omp_set_num_threads(s->ctx.threads);
     bool overflow = false;
     for (int n = 0; n < g->n_nodes; n++) {
@@ -445,3 +495,107 @@ int dab_session_run(dab_session_t *s, const dab_tensor_t *const *inputs,
         return rc;
     return 0;
 }
+
+/* ---- subgraphs: the callbacks control-flow operators run their bodies with ---- */
+
+/* True when value v of g is read by a node (input or implicit input) or is an output. */
+static bool value_read(const dab_graph_t *g, int v)
+{
+    for (int n = 0; n < g->n_nodes; n++) {
+        const dab_gnode_t *gn = &g->nodes[n];
+        for (int k = 0; k < gn->n_inputs; k++)
+            if (gn->inputs[k] == v)
+                return true;
+        for (int k = 0; k < gn->n_implicit; k++)
+            if (gn->implicit[k] == v)
+                return true;
+    }
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == v)
+            return true;
+    return false;
+}
+
+static int sub_create(dab_node_t *node, const dab_graph_t *body, dab_subgraph_t **out,
+                      dab_err_t *err)
+{
+    *out = NULL;
+    dab_session_t *s = node->ctx ? node->ctx->sub_owner : NULL;
+    if (!s || node < s->nodes || node >= s->nodes + s->g->n_nodes || !body)
+        return dab_err_set(err, DAB_EINVAL, "a subgraph runner needs a node of a session");
+    const dab_gnode_t *gn = &s->g->nodes[node - s->nodes];
+    if (body->parent != s->g)
+        return dab_err_set(err, DAB_EINVAL, "subgraph '%s' does not belong to this graph",
+                           body->name);
+    if (s->ctx.depth + 1 > DAB_GRAPH_MAX_DEPTH)
+        return dab_err_set(err, DAB_ELIMIT, "subgraphs nest deeper than %d levels",
+                           DAB_GRAPH_MAX_DEPTH);
+    dab_session_opts_t o = {.threads = s->ctx.threads, .max_value_bytes = s->max_value_bytes};
+    dab_session_t *c = NULL;
+    int rc = session_create(body, &o, s->ctx.depth + 1, &c, err);
+    if (rc)
+        return rc;
+    c->is_sub = true;
+    int n_free = 0;
+    for (int v = 0; v < body->n_values; v++)
+        if (!defined_in(body, v))
+            n_free++;
+    c->outer_v = dab_malloc(((size_t)n_free + 1) * sizeof *c->outer_v);
+    c->outer_src = dab_malloc(((size_t)n_free + 1) * sizeof *c->outer_src);
+    if (!c->outer_v || !c->outer_src) {
+        dab_session_free(c);
+        return dab_err_set(err, DAB_ENOMEM, "out of memory creating a subgraph session");
+    }
+    for (int v = 0; v < body->n_values; v++) {
+        if (defined_in(body, v))
+            continue;
+        const char *name = body->values[v].name;
+        int k = 0;
+        while (k < gn->n_implicit && strcmp(s->g->values[gn->implicit[k]].name, name))
+            k++;
+        if (k < gn->n_implicit) {
+            c->outer_v[c->n_outer] = v;
+            c->outer_src[c->n_outer++] = &s->vals[gn->implicit[k]];
+        } else if (value_read(body, v)) {
+            dab_session_free(c);
+            return dab_err_set(err, DAB_EFORMAT,
+                               "subgraph '%s' reads '%s', which the enclosing graph does not "
+                               "provide",
+                               body->name, body->values[v].name);
+        }
+    }
+    *out = (dab_subgraph_t *)c;
+    return 0;
+}
+
+static void sub_counts(const dab_subgraph_t *sg, int *n_inputs, int *n_outputs)
+{
+    const dab_session_t *c = (const dab_session_t *)sg;
+    *n_inputs = c->g->n_inputs;
+    *n_outputs = c->g->n_outputs;
+}
+
+static void sub_declared_output(const dab_subgraph_t *sg, int k, dab_tensor_t *decl)
+{
+    const dab_session_t *c = (const dab_session_t *)sg;
+    const dab_value_t *val = &c->g->values[c->g->outputs[k]];
+    memset(decl, 0, sizeof *decl);
+    decl->dtype = val->dtype;
+    decl->rank = val->rank;
+    for (int d = 0; d < val->rank && d < DAB_MAX_RANK; d++)
+        decl->dims[d] = val->dims[d];
+}
+
+static int sub_run(dab_subgraph_t *sg, const dab_tensor_t *const *inputs,
+                   const dab_tensor_t **outputs, dab_err_t *err)
+{
+    return dab_session_run((dab_session_t *)sg, inputs, outputs, err);
+}
+
+static void sub_free(dab_subgraph_t *sg)
+{
+    dab_session_free((dab_session_t *)sg);
+}
+
+static const dab_subgraph_api_t g_sub_api = {sub_create, sub_counts, sub_declared_output, sub_run,
+                                             sub_free};

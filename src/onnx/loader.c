@@ -39,6 +39,8 @@ static ProtobufCAllocator g_pb_alloc = {pb_alloc, pb_free, NULL};
 typedef struct load_ctx {
     const char *base_dir; /* model folder for external data; NULL refuses it */
     dab_graph_t *root;    /* owns mappings */
+    int depth;            /* subgraph nesting of the graph being built (0: the model's) */
+    bool too_deep;        /* the nesting bound was hit: one short message replaces the chain */
 } load_ctx_t;
 
 /* ---- tensors ---- */
@@ -492,15 +494,31 @@ static int set_value_type(dab_value_t *v, const Onnx__TypeProto *tp, bool requir
 
 static int build_graph(load_ctx_t *ctx, dab_graph_t *g, Onnx__GraphProto *gp, dab_err_t *err);
 
+/* A graph attribute (If branch, Loop or Scan body): a graph of its own whose parent is g,
+ * so that its nodes may read g's values by name. Nesting is bounded: files are outside
+ * input, and every level costs a session and stack at run time. */
 static int sub_graph(load_ctx_t *ctx, dab_graph_t *g, Onnx__GraphProto *gp,
                      const dab_graph_t **out, dab_err_t *err)
 {
+    if (ctx->depth >= DAB_GRAPH_MAX_DEPTH) {
+        ctx->too_deep = true;
+        return dab_err_set(err, DAB_ELIMIT, "subgraphs nest deeper than %d levels",
+                           DAB_GRAPH_MAX_DEPTH);
+    }
     dab_graph_t *sub = dab_graph_new(gp->name);
     if (!sub || dab_graph_own_subgraph(g, sub))
         return dab_err_set(err, DAB_ENOMEM, "out of memory");
     sub->parent = g;
     *out = sub;
-    return build_graph(ctx, sub, gp, err);
+    ctx->depth++;
+    int rc = build_graph(ctx, sub, gp, err);
+    ctx->depth--;
+    if (rc && ctx->too_deep && !ctx->depth) /* the chain of names would hide the reason */
+        dab_err_set(err, DAB_ELIMIT, "subgraph '%s' nests graphs deeper than %d levels",
+                    sub->name, DAB_GRAPH_MAX_DEPTH);
+    else if (rc && !ctx->too_deep)
+        dab_err_prefix(err, "subgraph '%s': ", sub->name);
+    return rc;
 }
 
 static char *own_str(dab_graph_t *g, const char *s, size_t len)
@@ -813,10 +831,104 @@ static int finalize_all(dab_graph_t *g, dab_err_t *err)
     return rc;
 }
 
+/* ---- nesting, before protobuf-c sees the bytes ---- */
+
+/* Message types of onnx.proto that can nest without bound: graphs hold nodes, nodes
+ * attributes, attributes graphs; types hold types (sequence, map, optional). */
+enum { W_NONE, W_MODEL, W_TRAINING, W_FUNCTION, W_GRAPH, W_NODE, W_ATTR, W_VALUE, W_TYPE,
+       W_TYPE_ELEM, W_TYPE_MAP };
+
+/* The type of field `field` of a `type` message where it is one of the above, else W_NONE
+ * (field numbers as in onnx.proto). */
+static int wire_child(int type, uint64_t field)
+{
+    switch (type) {
+    case W_MODEL: return field == 7 ? W_GRAPH : field == 20 ? W_TRAINING
+                         : field == 25 ? W_FUNCTION : W_NONE;
+    case W_TRAINING: return field == 1 || field == 2 ? W_GRAPH : W_NONE;
+    case W_FUNCTION: return field == 7 ? W_NODE : W_NONE;
+    case W_GRAPH: return field == 1 ? W_NODE : field >= 11 && field <= 13 ? W_VALUE : W_NONE;
+    case W_NODE: return field == 5 ? W_ATTR : W_NONE;
+    case W_ATTR: return field == 6 || field == 11 ? W_GRAPH
+                        : field == 14 || field == 15 ? W_TYPE : W_NONE;
+    case W_VALUE: return field == 2 ? W_TYPE : W_NONE;
+    case W_TYPE: return field == 4 || field == 9 ? W_TYPE_ELEM : field == 5 ? W_TYPE_MAP
+                        : W_NONE;
+    case W_TYPE_ELEM: return field == 1 ? W_TYPE : W_NONE;
+    case W_TYPE_MAP: return field == 2 ? W_TYPE : W_NONE;
+    default: return W_NONE;
+    }
+}
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* Deepest message nesting accepted: 3 levels per subgraph (graph, node, attribute) for
+ * DAB_GRAPH_MAX_DEPTH of them, and room for types. */
+#define WIRE_MAX_DEPTH (4 * DAB_GRAPH_MAX_DEPTH + 32)
+
+/*
+ * True when the message in [p, end) of `type` nests messages deeper than WIRE_MAX_DEPTH
+ * along the recursive fields. protobuf-c unpacks recursively with no bound, so a small
+ * file of deeply nested graphs would overflow the stack; this walk recurses only
+ * WIRE_MAX_DEPTH deep. Malformed bytes end the walk (protobuf-c then refuses them).
+ */
+static bool wire_too_deep(const uint8_t *p, const uint8_t *end, int type, int depth)
+{
+    if (depth > WIRE_MAX_DEPTH)
+        return true;
+    while (p < end) {
+        uint64_t key, v;
+        if (!wire_varint(&p, end, &key))
+            return false;
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(&p, end, &v))
+                return false;
+            break;
+        case 1:
+            if (end - p < 8)
+                return false;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return false;
+            p += 4;
+            break;
+        case 2: {
+            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p))
+                return false;
+            int child = wire_child(type, key >> 3);
+            if (child != W_NONE && wire_too_deep(p, p + v, child, depth + 1))
+                return true;
+            p += v;
+            break;
+        }
+        default: return false;
+        }
+    }
+    return false;
+}
+
 int dab_onnx_load_buffer(const void *buf, size_t len, const char *base_dir, dab_graph_t **out,
                          dab_err_t *err)
 {
     *out = NULL;
+    if (wire_too_deep(buf, (const uint8_t *)buf + len, W_MODEL, 0))
+        return dab_err_set(err, DAB_ELIMIT,
+                           "the model nests graphs or types deeper than dabba accepts (%d "
+                           "levels of subgraphs)",
+                           DAB_GRAPH_MAX_DEPTH);
     Onnx__ModelProto *mp = onnx__model_proto__unpack(&g_pb_alloc, len, buf);
     if (!mp)
         return dab_err_set(err, DAB_EFORMAT,
@@ -864,7 +976,7 @@ int dab_onnx_load_buffer(const void *buf, size_t len, const char *base_dir, dab_
         }
         g->n_opsets = 1;
     }
-    load_ctx_t ctx = {base_dir, g};
+    load_ctx_t ctx = {base_dir, g, 0, false};
     rc = build_graph(&ctx, g, mp->graph, err);
     if (!rc)
         rc = finalize_all(g, err);
@@ -934,7 +1046,7 @@ int dab_onnx_parse_tensor(const void *buf, size_t len, dab_tensor_t *t, char **n
     Onnx__TensorProto *tp = onnx__tensor_proto__unpack(&g_pb_alloc, len, buf);
     if (!tp)
         return dab_err_set(err, DAB_EFORMAT, "not a valid TensorProto");
-    load_ctx_t ctx = {NULL, NULL};
+    load_ctx_t ctx = {NULL, NULL, 0, false};
     void *owned = NULL;
     int rc = tensor_from_proto(&ctx, tp, NULL, t, &owned, err);
     if (!rc && name && !(*name = dab_strdup(tp->name ? tp->name : ""))) {

@@ -59,15 +59,49 @@ typedef struct dab_attr {
     const struct dab_graph *const *graphs; /* GRAPHS */
 } dab_attr_t;
 
+typedef struct dab_op_def dab_op_def_t;
+typedef struct dab_node dab_node_t;
+
+/*
+ * A graph attribute made runnable (an If branch, a Loop or Scan body): a session of its
+ * own over the subgraph, whose values read from enclosing scopes are bound to the
+ * running session's tensors at each run. Opaque to operators, which reach it through
+ * dab_subgraph_api_t: ops sit below the graph layer, so the session passes these
+ * callbacks down in dab_exec_ctx_t.
+ */
+typedef struct dab_subgraph dab_subgraph_t;
+
+typedef struct dab_subgraph_api {
+    /* Makes a runner for body, a graph attribute of node (from node->ctx's session), and
+     * runs its nodes' inits; called from the op's init. The op owns *out (free below).
+     * Errors name the subgraph's node at fault. */
+    int (*create)(dab_node_t *node, const struct dab_graph *body, dab_subgraph_t **out,
+                  dab_err_t *err);
+    /* The body's declared input and output counts. */
+    void (*counts)(const dab_subgraph_t *sg, int *n_inputs, int *n_outputs);
+    /* What the body declares for output k: dtype (UNDEFINED when unknown), rank (-1 when
+     * unknown) and dims (-1 unknown); data NULL. */
+    void (*declared_output)(const dab_subgraph_t *sg, int k, dab_tensor_t *decl);
+    /* Runs the body once: inputs[i] feeds body input i (dtype checked against a declared
+     * one, shape free: it may change from run to run), outputs[k] receives the body's
+     * output k, valid until the next run of sg. The inputs are only read. */
+    int (*run)(dab_subgraph_t *sg, const dab_tensor_t *const *inputs,
+               const dab_tensor_t **outputs, dab_err_t *err);
+    void (*free)(dab_subgraph_t *sg); /* NULL is fine */
+} dab_subgraph_api_t;
+
 /* What a compute may use besides its tensors; owned by the session. */
 typedef struct dab_exec_ctx {
-    int threads; /* intra-op threads this session may use (OpenMP team size) */
+    int threads;            /* intra-op threads this session may use (OpenMP team size) */
+    size_t max_value_bytes; /* the session's per-value limit (0 = none), for ops that
+                             * accumulate outputs themselves (Loop and Scan outputs) */
+    const dab_subgraph_api_t *sub; /* runs graph attributes; NULL where no session does */
+    void *sub_owner;               /* the session, for sub->create */
+    int depth;                     /* subgraph nesting of this session (0 at the top) */
 } dab_exec_ctx_t;
 
-typedef struct dab_op_def dab_op_def_t;
-
 /* A node as an operator sees it in a session. */
-typedef struct dab_node {
+struct dab_node {
     const char *name;    /* may be "" */
     const char *op_type; /* "Conv" */
     const char *domain;  /* "" for ai.onnx */
@@ -83,7 +117,7 @@ typedef struct dab_node {
     void *priv;           /* the op's state from init */
     size_t scratch_bytes; /* set by reshape; the session provides scratch before compute */
     void *scratch;        /* 64-byte aligned, valid during compute only */
-} dab_node_t;
+};
 
 struct dab_op_def {
     const char *domain;   /* "" for ai.onnx, "com.microsoft", ... */
@@ -190,5 +224,6 @@ extern const dab_op_def_t dab_ops_image[];
 extern const dab_op_def_t dab_ops_quant[];
 extern const dab_op_def_t dab_ops_rnn[];
 extern const dab_op_def_t dab_ops_random[];
+extern const dab_op_def_t dab_ops_control[];
 
 #endif

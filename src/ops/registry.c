@@ -18,6 +18,7 @@ static const dab_op_def_t *const g_families[] = {
     dab_ops_quant,
     dab_ops_rnn,
     dab_ops_random,
+    dab_ops_control,
 };
 
 static int domain_eq(const char *a, const char *b)

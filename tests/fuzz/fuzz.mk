@@ -53,9 +53,12 @@ $(FBUILD)/gen/onnx.pb-c.o: build/gen/onnx.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CLANG) $(FFLAGS) -fsanitize=fuzzer-no-link -w -c $< -o $@
 
+# -MMD -MP: objects are rebuilt when a header they include changes.
 $(FBUILD)/%.o: %.c build/gen/onnx.pb-c.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(FFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(CLANG) $(FFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c $< -o $@
+
+-include $(LIB_OBJ:.o=.d)
 
 $(FBUILD)/libdabba.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^

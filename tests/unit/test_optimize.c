@@ -880,6 +880,104 @@ TEST(test_subgraph_names_pinned)
     dab_graph_free(g);
 }
 
+/* Runs g (a control-flow model of tests/data/models/control) on the .pb inputs of its
+ * data set `set`; the outputs go to out (valid until s is freed). */
+static dab_session_t *run_control(const dab_graph_t *g, const char *name, int set,
+                                  const dab_tensor_t **out)
+{
+    char path[512];
+    dab_tensor_t ins[4] = {{0}};
+    const dab_tensor_t *feed[4] = {0};
+    dab_err_t e = {0};
+    dab_session_t *s = NULL;
+    dab_session_opts_t so = {.threads = 1};
+    for (int k = 0; k < g->n_inputs && k < 4; k++) {
+        snprintf(path, sizeof path, MODELS "control/%s/test_data_set_%d/input_%d.pb", name, set,
+                 k);
+        CHECK_EQ_INT(dab_onnx_read_tensor_file(path, &ins[k], NULL, &e), 0);
+        feed[k] = &ins[k];
+    }
+    if (dab_session_create(g, &so, &s, &e) || dab_session_run(s, feed, out, &e)) {
+        fprintf(stderr, "%s: %s\n", name, e.msg);
+        CHECK(0);
+        dab_session_free(s);
+        s = NULL;
+    }
+    for (int k = 0; k < 4; k++)
+        dab_tensor_free(&ins[k]);
+    return s;
+}
+
+static bool same_output(const dab_tensor_t *a, const dab_tensor_t *b)
+{
+    return a && b && a->dtype == b->dtype && dab_shape_equal(a, b) &&
+           !memcmp(a->data, b->data, dab_tensor_bytes(a));
+}
+
+/* A value computed in the outer graph and read only inside an If branch (and one that is
+ * constant-foldable, read only there too) survives --optimize all: neither dead-node
+ * removal nor folding nor merging takes it away, the If keeps it as an implicit input,
+ * and both branches still give the unoptimized graph's numbers. */
+TEST(test_value_read_only_by_branch_survives)
+{
+    dab_graph_t *g[2] = {0};
+    dab_err_t e = {0};
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(dab_onnx_load_file(MODELS "control/if_outer/model.onnx", &g[i], &e), 0);
+        if (g[i])
+            CHECK_EQ_INT(dab_graph_optimize(g[i], i ? DAB_OPT_ALL : DAB_OPT_NONE, &e), 0);
+    }
+    if (!g[0] || !g[1])
+        goto done;
+    int a = dab_graph_find_value(g[1], "a"), nw = dab_graph_find_value(g[1], "nw");
+    CHECK(a >= 0 && g[1]->values[a].producer >= 0);
+    CHECK(nw >= 0 && (g[1]->values[nw].producer >= 0 || g[1]->values[nw].const_data));
+    CHECK_EQ_INT(count_op(g[1], "If"), 1);
+    CHECK_EQ_INT(count_op(g[1], "Mul"), 1);
+    for (int n = 0; n < g[1]->n_nodes; n++)
+        if (!strcmp(g[1]->nodes[n].op_type, "If")) {
+            bool reads_a = false;
+            for (int k = 0; k < g[1]->nodes[n].n_implicit; k++)
+                reads_a |= g[1]->nodes[n].implicit[k] == a;
+            CHECK(reads_a);
+        }
+    for (int set = 0; set < 2; set++) {
+        const dab_tensor_t *o0[2] = {0}, *o1[2] = {0};
+        dab_session_t *s0 = run_control(g[0], "if_outer", set, o0);
+        dab_session_t *s1 = run_control(g[1], "if_outer", set, o1);
+        CHECK(s0 && s1 && same_output(o0[0], o1[0]) && same_output(o0[1], o1[1]));
+        dab_session_free(s0);
+        dab_session_free(s1);
+    }
+done:
+    dab_graph_free(g[0]);
+    dab_graph_free(g[1]);
+}
+
+/* Folding stops at control flow: an If whose cond folds to a constant stays an If (its
+ * branch still runs, reading a value the folder left computed), and the numbers hold. */
+TEST(test_fold_stops_at_control_flow)
+{
+    dab_graph_t *g = NULL;
+    dab_err_t e = {0};
+    CHECK_EQ_INT(dab_onnx_load_file(MODELS "control/if_const_cond/model.onnx", &g, &e), 0);
+    if (!g)
+        return;
+    CHECK_EQ_INT(dab_graph_optimize(g, DAB_OPT_ALL, &e), 0);
+    int cond = dab_graph_find_value(g, "cond"), nw = dab_graph_find_value(g, "nw");
+    CHECK(cond >= 0 && g->values[cond].const_data != NULL); /* ReduceSum, Greater folded */
+    CHECK_EQ_INT(count_op(g, "ReduceSum") + count_op(g, "Greater"), 0);
+    CHECK_EQ_INT(count_op(g, "If"), 1);
+    CHECK(nw >= 0 && g->values[nw].producer >= 0); /* read by the branches by name */
+    const dab_tensor_t *out[1] = {0};
+    dab_session_t *s = run_control(g, "if_const_cond", 0, out);
+    static const float want[3] = {-0.5f, -3.0f, -1.0f}; /* x + -w */
+    for (int i = 0; s && i < 3; i++)
+        CHECK_NEAR(((const float *)out[0]->data)[i], want[i], 1e-6);
+    dab_session_free(s);
+    dab_graph_free(g);
+}
+
 /* ---- whole models: optimized equals unoptimized ---- */
 
 TEST(test_models_unchanged)
@@ -967,5 +1065,5 @@ TEST_LIST(T(test_fold_constants), T(test_fold_graph_output), T(test_fold_refuses
           T(test_cse_keeps_output_names), T(test_views), T(test_views_save_memory), T(test_fuse_batchnorm), T(test_fuse_activations),
           T(test_fuse_gelu_activation), T(test_fuse_layernorm), T(test_fuse_gelu),
           T(test_fuse_attention), T(test_fuse_matmul_bias),
-          T(test_subgraph_names_pinned),
-          T(test_models_unchanged), T(test_level_parse))
+          T(test_subgraph_names_pinned), T(test_value_read_only_by_branch_survives),
+          T(test_fold_stops_at_control_flow), T(test_models_unchanged), T(test_level_parse))
