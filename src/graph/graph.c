@@ -375,34 +375,24 @@ int dab_graph_finalize(dab_graph_t *g, dab_err_t *err)
     int total_edges = 0;
     for (int n = 0; n < g->n_nodes; n++) {
         dab_gnode_t *node = &g->nodes[n];
-        for (int k = 0; k < node->n_inputs; k++) {
-            int v = node->inputs[k];
+        /* direct inputs, then the values its subgraphs read (implicit inputs) */
+        for (int k = 0; k < node->n_inputs + node->n_implicit; k++) {
+            bool implicit = k >= node->n_inputs;
+            int v = implicit ? node->implicit[k - node->n_inputs] : node->inputs[k];
             if (v < 0)
                 continue;
             dab_value_t *val = &g->values[v];
             if (val->producer < 0 && !val->const_data && !val->is_input &&
                 !outer_has(g, val->name)) {
-                rc = dab_err_set(err, DAB_EFORMAT,
-                                 "node '%s' (%s) reads '%s', which no node produces and is not a "
-                                 "graph input or initializer",
-                                 node->name, node->op_type, val->name);
-                goto done;
-            }
-            if (val->producer >= 0) {
-                pending[n]++;
-                cons_start[v]++;
-                total_edges++;
-            }
-        }
-        for (int k = 0; k < node->n_implicit; k++) {
-            int v = node->implicit[k];
-            dab_value_t *val = &g->values[v];
-            if (val->producer < 0 && !val->const_data && !val->is_input &&
-                !outer_has(g, val->name)) {
-                rc = dab_err_set(err, DAB_EFORMAT,
-                                 "node '%s' (%s): a subgraph reads '%s', which no node produces "
-                                 "and is not a graph input or initializer of any enclosing graph",
-                                 node->name, node->op_type, val->name);
+                rc = implicit ? dab_err_set(err, DAB_EFORMAT,
+                                            "node '%s' (%s): a subgraph reads '%s', which no node "
+                                            "produces and is not a graph input or initializer "
+                                            "of any enclosing graph",
+                                            node->name, node->op_type, val->name)
+                              : dab_err_set(err, DAB_EFORMAT,
+                                            "node '%s' (%s) reads '%s', which no node produces "
+                                            "and is not a graph input or initializer",
+                                            node->name, node->op_type, val->name);
                 goto done;
             }
             if (val->producer >= 0) {
