@@ -42,6 +42,12 @@ static const double lookup_bounds_s[] = {1e-6,   2.5e-6, 5e-6,  1e-5,  2.5e-5, 5
 
 static const char *tier_name[3] = {"", "l1", "l2"};
 
+/* L1's TTL for a TTL in seconds (<= 0: none). */
+static uint64_t ttl_ns(int64_t ttl_s)
+{
+    return ttl_s > 0 ? (uint64_t)DAB_MIN(ttl_s, DAB_CACHE_MAX_TTL_S) * 1000000000ull : 0;
+}
+
 void dab_cache_defaults(dab_cache_opts_t *o)
 {
     memset(o, 0, sizeof *o);
@@ -190,7 +196,7 @@ dab_cache_tier_t dab_cache_get(dab_cache_t *c, dab_cache_scope_t *sc, const dab_
     }
     dab_series_add(sc->hit[2], 1);
     if (c->l1)
-        dab_l1_put(c->l1, key, v, ttl_s > 0 ? (uint64_t)ttl_s * 1000000000ull : 0, &sc->l1);
+        dab_l1_put(c->l1, key, v, ttl_ns(ttl_s), &sc->l1);
     *out = v;
     return DAB_CACHE_HIT_L2;
 }
@@ -199,7 +205,7 @@ void dab_cache_put(dab_cache_t *c, dab_cache_scope_t *sc, const dab_cache_key_t 
                    dab_cache_val_t *v, int64_t ttl_s)
 {
     if (c->l1)
-        dab_l1_put(c->l1, key, v, ttl_s > 0 ? (uint64_t)ttl_s * 1000000000ull : 0, &sc->l1);
+        dab_l1_put(c->l1, key, v, ttl_ns(ttl_s), &sc->l1);
     if (c->l2)
         dab_l2_put(c->l2, sc->name, key, v, ttl_s);
 }

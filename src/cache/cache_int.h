@@ -7,6 +7,11 @@
 
 #include "cache.h"
 
+/* The longest TTL any tier keeps (ten years, as config.json allows): a longer one,
+ * e.g. a TTL Redis reports for a key someone else wrote, is cut to it, so that no TTL
+ * overflows when turned into nanoseconds. */
+#define DAB_CACHE_MAX_TTL_S (10ll * 365 * 86400)
+
 /* ---- L1: in-process, sharded, byte-bounded, TTL ---- */
 
 typedef struct dab_l1 dab_l1_t;

@@ -36,6 +36,14 @@ static size_t data_bytes(const dab_tensor_t *t)
     return n;
 }
 
+/* Zeroes the padding from off up to the next multiple of a; returns that offset. */
+static size_t pad_to(uint8_t *b, size_t off, size_t a)
+{
+    size_t to = align_up(off, a);
+    memset(b + off, 0, to - off);
+    return to;
+}
+
 static size_t head_bytes(int rank, size_t name_len)
 {
     return 8 + 8 * (size_t)rank + 8 + name_len + 1;
@@ -59,8 +67,8 @@ int dab_cache_tensors_encode(int n, const char *const *names, const dab_tensor_t
     dab_cache_val_t *v = dab_cache_val_new(len);
     if (!v)
         return dab_err_set(err, DAB_ENOMEM, "out of memory encoding %zu bytes for the cache", len);
+    /* every byte is written below: the fields, the data, and the padding (zeroed) */
     uint8_t *b = v->data;
-    memset(b, 0, len);
     memcpy(b, MAGIC, 4);
     uint32_t count = (uint32_t)n;
     memcpy(b + 4, &count, 4);
@@ -69,17 +77,19 @@ int dab_cache_tensors_encode(int n, const char *const *names, const dab_tensor_t
         const dab_tensor_t *t = tensors[i];
         uint16_t nl = (uint16_t)strlen(names[i]);
         uint64_t db = data_bytes(t);
-        off = align_up(off, 8);
+        off = pad_to(b, off, 8);
         memcpy(b + off, &nl, 2);
         b[off + 2] = (uint8_t)t->dtype;
         b[off + 3] = (uint8_t)t->rank;
+        memset(b + off + 4, 0, 4);
         off += 8;
         memcpy(b + off, t->dims, 8 * (size_t)t->rank);
         off += 8 * (size_t)t->rank;
         memcpy(b + off, &db, 8);
         off += 8;
         memcpy(b + off, names[i], nl);
-        off = align_up(off + nl + 1, 16);
+        b[off + nl] = 0;
+        off = pad_to(b, off + nl + 1, 16);
         if (t->dtype == DAB_DT_STRING) {
             const dab_str_t *s = t->data;
             int64_t count_s = dab_tensor_numel(t);
@@ -108,10 +118,12 @@ int dab_cache_tensors_encode(int n, const char *const *names, const dab_tensor_t
 
 int dab_cache_tensors_decode(const dab_cache_val_t *v, dab_cache_tensors_t *out, dab_err_t *err)
 {
-    memset(out, 0, sizeof *out);
     int rc;
     const uint8_t *b = v->data;
     size_t len = v->len;
+    /* only what is filled below is read: no need to clear the arrays (a hit's path) */
+    out->n = 0;
+    out->strings = NULL;
     if (len < 8 || memcmp(b, MAGIC, 4))
         BAD(DAB_EFORMAT, "cached value is not a tensor encoding");
     uint32_t count;

@@ -1479,9 +1479,9 @@ int dab_l2_new(const dab_l2_opts_t *o, dab_l2_t **out, dab_err_t *err)
     if (o->max_pending_writes < 0 || o->max_pending_writes > L2_MAX_PENDING)
         return dab_err_set(err, DAB_EINVAL, "redis max pending writes %d is not 0..%d",
                            o->max_pending_writes, L2_MAX_PENDING);
-    if (o->default_ttl_s < 0)
-        return dab_err_set(err, DAB_EINVAL, "redis default TTL %lld s is negative",
-                           (long long)o->default_ttl_s);
+    if (o->default_ttl_s < 0 || o->default_ttl_s > DAB_CACHE_MAX_TTL_S)
+        return dab_err_set(err, DAB_EINVAL, "redis default TTL %lld s is not 0..%lld",
+                           (long long)o->default_ttl_s, (long long)DAB_CACHE_MAX_TTL_S);
     dab_redis_url_t url;
     int rc = dab_redis_url_parse(o->url, &url, err);
     if (rc)

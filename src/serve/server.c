@@ -344,7 +344,8 @@ static void model_stats(req_t *rq, const char *model, int64_t version)
             /* Triton's convention: success includes the requests answered from the cache. */
             uint64_t hits = 0, misses = 0;
             double hit_s = 0, miss_s = 0;
-            {
+            /* read only where there is a cache: reading makes the series */
+            if (dab_model_version_config(mv)->response_cache) {
                 const char *lh[3] = {st.models[i].name, vs, "hit"};
                 const char *lm[3] = {st.models[i].name, vs, "miss"};
                 hit_s = dab_series_read(dab_metric_series(rq->srv->m_cache_time, lh), &hits);

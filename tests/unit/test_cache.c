@@ -468,6 +468,11 @@ TEST(cache_l1_only)
     CHECK(strstr(err.msg, "70000") != NULL);
     o.redis_url = "http://localhost";
     CHECK(dab_cache_new(&o, &c, &err) == DAB_EINVAL && !c);
+    /* a TTL past the longest any tier keeps is refused at start, naming it */
+    o.redis_url = "redis://127.0.0.1:6379/0";
+    o.redis_ttl_s = DAB_CACHE_MAX_TTL_S + 1;
+    CHECK(dab_cache_new(&o, &c, &err) == DAB_EINVAL && !c);
+    CHECK(strstr(err.msg, "TTL") != NULL);
     g_now = 0;
 }
 

@@ -20,10 +20,11 @@
 
 /* exp: k = round(x / ln2), r = x - k ln2 (two-part ln2), e^r by a degree-6 polynomial,
  * times 2^k applied in two factors so that k = 128 stays representable. */
-SIMD_FN V K(v_exp)(V x)
+/* e^r for the reduced argument of xc (already clamped to the normal range), with k,
+ * the power of two left to apply, in *k_out. */
+SIMD_FN V K(v_exp_reduced)(V xc, V *k_out)
 {
-    const V lo = VSET1(-87.33654f), hi = VSET1(88.72283f), magic = VSET1(12582912.0f);
-    V xc = VMIN(hi, VMAX(lo, x)); /* max/min return their second operand for a NaN x */
+    const V magic = VSET1(12582912.0f);
     V k = VSUB(VFMA(xc, VSET1(1.44269504088896341f), magic), magic);
     V r = VFNMA(k, VSET1(0.693359375f), xc);
     r = VFNMA(k, VSET1(-2.12194440e-4f), r);
@@ -33,7 +34,16 @@ SIMD_FN V K(v_exp)(V x)
     p = VFMA(p, r, VSET1(4.1665795894e-2f));
     p = VFMA(p, r, VSET1(1.6666665459e-1f));
     p = VFMA(p, r, VSET1(5.0000001201e-1f));
-    p = VADD(VFMA(VMUL(p, r), r, r), VSET1(1.0f));
+    *k_out = k;
+    return VADD(VFMA(VMUL(p, r), r, r), VSET1(1.0f));
+}
+
+SIMD_FN V K(v_exp)(V x)
+{
+    const V lo = VSET1(-87.33654f), hi = VSET1(88.72283f);
+    V xc = VMIN(hi, VMAX(lo, x)); /* max/min return their second operand for a NaN x */
+    V k;
+    V p = K(v_exp_reduced)(xc, &k);
     VI ki = VCVTI(k);
     VI k1 = VI_SRAI1(ki);
     VI k2 = VI_SUB(ki, k1);
@@ -51,18 +61,9 @@ SIMD_FN V K(v_exp)(V x)
  */
 SIMD_FN V K(v_exp_neg)(V x)
 {
-    const V lo = VSET1(-87.33654f), magic = VSET1(12582912.0f);
-    V xc = VMAX(lo, x);
-    V k = VSUB(VFMA(xc, VSET1(1.44269504088896341f), magic), magic);
-    V r = VFNMA(k, VSET1(0.693359375f), xc);
-    r = VFNMA(k, VSET1(-2.12194440e-4f), r);
-    V p = VSET1(1.9875691500e-4f);
-    p = VFMA(p, r, VSET1(1.3981999507e-3f));
-    p = VFMA(p, r, VSET1(8.3334519073e-3f));
-    p = VFMA(p, r, VSET1(4.1665795894e-2f));
-    p = VFMA(p, r, VSET1(1.6666665459e-1f));
-    p = VFMA(p, r, VSET1(5.0000001201e-1f));
-    p = VADD(VFMA(VMUL(p, r), r, r), VSET1(1.0f));
+    const V lo = VSET1(-87.33654f);
+    V k;
+    V p = K(v_exp_reduced)(VMAX(lo, x), &k);
     /* k in [-126, 0]: 2^k is one normal float */
     V s = VCASTIF(VI_SLLI23(VI_ADD(VCVTI(k), VI_SET1(127))));
     return VSEL(VLT(x, lo), VZERO, VMUL(p, s));
